@@ -1,0 +1,266 @@
+"""The syncs.yml schema: pydantic models, strict (``extra="forbid"``).
+
+Names on the Insider side (attribute, identifier and event parameter names) are
+the keys of the mapping dicts; warehouse column names are the values. A list of
+column names is shorthand for mapping each to the same (lower-cased) name.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+INSIDER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+SYNC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+DEFAULT_ATTRIBUTES = frozenset(
+    {
+        "name", "surname", "age", "gender", "birthday", "language", "country", "city",
+        "email", "phone_number", "email_optin", "sms_optin", "whatsapp_optin", "gdpr_optin",
+        "static_segment_id", "list_id", "lo",
+    }
+)
+"""Attributes that live at the root of ``attributes``; all others go under ``custom``."""
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- sources
+class DuckDBSourceConfig(Strict):
+    """A DuckDB database file (created if missing) or ``:memory:``."""
+
+    type: Literal["duckdb"]
+    path: str = "warehouse.duckdb"
+    read_only: bool = False
+
+
+class SnowflakeSourceConfig(Strict):
+    """Snowflake through snowflake-connector-python (password or key-pair auth)."""
+
+    type: Literal["snowflake"]
+    account: str
+    user: str
+    password: SecretStr | None = None
+    private_key_path: str | None = None
+    private_key_passphrase: SecretStr | None = None
+    role: str | None = None
+    warehouse: str | None = None
+    database: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    query_tag: str = "reverse_etl"
+    # Overrides for a local fakesnow server or a proxy.
+    host: str | None = None
+    port: int | None = None
+    protocol: Literal["https", "http"] | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> SnowflakeSourceConfig:
+        if self.password is None and self.private_key_path is None:
+            raise ValueError("set either password or private_key_path for Snowflake authentication")
+        return self
+
+
+class SQLAlchemySourceConfig(Strict):
+    """Any SQLAlchemy URL (Postgres, BigQuery, Redshift, ...)."""
+
+    type: Literal["sqlalchemy"]
+    url: SecretStr
+
+
+SourceConfig = Annotated[
+    DuckDBSourceConfig | SnowflakeSourceConfig | SQLAlchemySourceConfig,
+    Field(discriminator="type"),
+]
+
+
+# ------------------------------------------------------------------- destination
+class RateLimits(Strict):
+    """Requests per minute per endpoint family (Insider's documented limits)."""
+
+    upsert_per_minute: int = Field(25_000, gt=0, description="shared with attribute delete")
+    identity_update_per_minute: int = Field(2_000, gt=0)
+    identity_delete_per_minute: int = Field(1_000, gt=0)
+    user_delete_per_minute: int = Field(10_000, gt=0)
+    anonymize_per_minute: int = Field(500, gt=0)
+    segment_upload_per_second: int = Field(100, gt=0)
+
+
+class InsiderDestinationConfig(Strict):
+    """Insider One credentials, hosts and delivery tuning."""
+
+    type: Literal["insider"] = "insider"
+    partner: str
+    api_key: SecretStr
+    api_base_url: str = "https://unification.useinsider.com"
+    fps_base_url: str = "https://contact.useinsider.com"
+    concurrency: int = Field(8, ge=1, le=256)
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(8, ge=0)
+    max_batch_users: int = Field(1_000, ge=1, le=1_000)
+    max_batch_bytes: int = Field(5_000_000, ge=1_000, le=5_000_000)
+    rate_limits: RateLimits = RateLimits()
+
+    @field_validator("partner")
+    @classmethod
+    def _lowercase_partner(cls, value: str) -> str:
+        if value != value.lower():
+            raise ValueError(f"partner name must be lowercase; write {value.lower()!r}")
+        if not value:
+            raise ValueError("partner name is empty")
+        return value
+
+    @field_validator("api_base_url", "fps_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+# ------------------------------------------------------------------------- syncs
+class IdentifierMapping(Strict):
+    """Insider identifier → model column."""
+
+    uuid: str | None = None
+    email: str | None = None
+    phone_number: str | None = None
+    custom: dict[str, str] = {}
+
+    @field_validator("custom")
+    @classmethod
+    def _custom_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not INSIDER_NAME.match(name):
+                raise ValueError(f"custom identifier name {name!r} must match ^[a-z][a-z0-9_]*$")
+        return value
+
+    def columns(self) -> dict[str, str]:
+        """Flat map of identifier path (``uuid``, ``custom.loyalty_id``) → column."""
+        flat = {k: v for k, v in (("uuid", self.uuid), ("email", self.email),
+                                  ("phone_number", self.phone_number)) if v}
+        flat.update({f"custom.{k}": v for k, v in self.custom.items()})
+        return flat
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> IdentifierMapping:
+        if not self.columns():
+            raise ValueError("map at least one identifier (uuid, email, phone_number or custom)")
+        return self
+
+
+class SyncOptions(Strict):
+    """Per-sync delivery options (Segment / Treasure Data names in comments)."""
+
+    append_arrays: bool = True
+    trigger_data_stream: bool = True  # False → top-level "skip_hook": true
+    skip_invalid_records: bool = True  # False → halt at the first invalid row
+    treat_email_as_identifier: bool = True
+    treat_phone_as_identifier: bool = True
+
+
+class SyncConfig(Strict):
+    """One sync: a model pushed to Insider in one mode."""
+
+    name: str
+    model: str
+    mode: Literal["user_attributes"] = "user_attributes"
+    operation: Literal["upsert"] = "upsert"
+    identifiers: IdentifierMapping
+    attributes: dict[str, str] = {}
+    on_removed: Literal["ignore", "clear_attributes", "delete_user"] = "ignore"
+    max_attempts: int = Field(5, ge=1, description="deliveries tried per rejected row")
+    tags: list[str] = []
+    options: SyncOptions = SyncOptions()
+
+    @field_validator("name")
+    @classmethod
+    def _sync_name(cls, value: str) -> str:
+        if not SYNC_NAME.match(value):
+            raise ValueError("sync name may hold letters, digits, '_', '.', '-' only")
+        return value
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _list_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {str(column).lower(): str(column) for column in value}
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not INSIDER_NAME.match(name):
+                raise ValueError(
+                    f"attribute name {name!r} must match ^[a-z][a-z0-9_]*$ (lowercase, digits, _)"
+                )
+        return value
+
+
+class StateConfig(Strict):
+    """Where snapshots, journals, the run ledger and rejected rows live."""
+
+    path: str = ".reverse_etl"
+
+
+class ModelsConfig(Strict):
+    """Where ``models/<name>.sql`` files live."""
+
+    path: str = "models"
+
+
+class ProjectConfig(Strict):
+    """The whole syncs.yml."""
+
+    version: Literal[1] = 1
+    source: SourceConfig
+    destination: InsiderDestinationConfig
+    state: StateConfig = StateConfig()
+    models: ModelsConfig = ModelsConfig()
+    syncs: list[SyncConfig]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ProjectConfig:
+        seen: set[str] = set()
+        for sync in self.syncs:
+            if sync.name in seen:
+                raise ValueError(f"sync name {sync.name!r} is used twice; names must be unique")
+            seen.add(sync.name)
+        return self
+
+
+class Project(BaseModel):
+    """A loaded project: its parsed config and the directory it lives in."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    config: ProjectConfig
+    root: Path
+    config_path: Path
+
+    def sync(self, name: str) -> SyncConfig:
+        """The sync called ``name``; raises UsageError listing the known names."""
+        from reverse_etl.errors import UsageError
+
+        for sync in self.config.syncs:
+            if sync.name == name:
+                return sync
+        known = ", ".join(s.name for s in self.config.syncs) or "none"
+        raise UsageError(f"no sync named {name!r} in {self.config_path.name} (known: {known})")
+
+    @property
+    def state_dir(self) -> Path:
+        """Absolute state directory."""
+        return (self.root / self.config.state.path).resolve()
+
+    @property
+    def models_dir(self) -> Path:
+        """Absolute models directory."""
+        return (self.root / self.config.models.path).resolve()
