@@ -1,5 +1,48 @@
-"""reverse_etl: sync warehouse models into Insider One, sending only what changed."""
+"""reverse_etl: sync warehouse models into Insider One, sending only what changed.
+
+The Python API mirrors the command line::
+
+    import reverse_etl
+    result = reverse_etl.run("my_project", select=["tag:daily"])
+    if result.exit_code:
+        ...
+"""
 
 from __future__ import annotations
 
+from reverse_etl.api import history, plan, rejected_rows, reset, run, validate
+from reverse_etl.config import Project, load_project
+from reverse_etl.errors import (
+    AuthenticationError,
+    ConfigError,
+    DeliveryError,
+    LockedError,
+    ReverseEtlError,
+    SourceError,
+    StateError,
+    UsageError,
+)
+from reverse_etl.results import RunResult, SyncResult
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigError",
+    "DeliveryError",
+    "LockedError",
+    "Project",
+    "ReverseEtlError",
+    "RunResult",
+    "SourceError",
+    "StateError",
+    "SyncResult",
+    "UsageError",
+    "history",
+    "load_project",
+    "plan",
+    "rejected_rows",
+    "reset",
+    "run",
+    "validate",
+]

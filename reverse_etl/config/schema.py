@@ -158,7 +158,7 @@ class IdentifierMapping(Strict):
 class SyncOptions(Strict):
     """Per-sync delivery options (Segment / Treasure Data names in comments)."""
 
-    append_arrays: bool = True
+    append_arrays: bool = False  # False → "not_append": true: the model holds the whole array
     trigger_data_stream: bool = True  # False → top-level "skip_hook": true
     skip_invalid_records: bool = True  # False → halt at the first invalid row
     treat_email_as_identifier: bool = True

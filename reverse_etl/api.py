@@ -1,0 +1,142 @@
+"""The Python API: everything the CLI does, as functions returning typed results.
+
+>>> import reverse_etl
+>>> result = reverse_etl.run("path/to/project", select=["customer_profiles"])
+>>> result.exit_code, result.syncs[0].counts["changed"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from reverse_etl.config import Project, SyncConfig, load_project
+from reverse_etl.errors import ConfigError, ReverseEtlError
+from reverse_etl.models import ResolvedModel, resolve_model
+from reverse_etl.results import RunResult, SyncResult
+from reverse_etl.runner import ProgressCallback, SyncRunner, new_run_id
+from reverse_etl.sources import open_source
+from reverse_etl.state import Ledger, RunRecord, SyncState
+
+__all__ = ["history", "plan", "rejected_rows", "reset", "run", "validate"]
+
+
+def validate(project_dir: str | Path = ".", *, environ: Mapping[str, str] | None = None,
+             check_source: bool = False) -> Project:
+    """Load and check a project: config, models, mappings; optionally run each model.
+
+    Raises :class:`ConfigError` (or :class:`SourceError`) on the first problem.
+    """
+    from reverse_etl.engine.fields import plan_fields
+
+    project = load_project(project_dir, environ)
+    for sync in project.config.syncs:
+        plan_fields(sync)
+        resolve_sync_model(project, sync)
+    if check_source:
+        source = open_source(project.config.source, str(project.root))
+        try:
+            for sync in project.config.syncs:
+                model = resolve_sync_model(project, sync)
+                source.fetch(f"SELECT * FROM ({model.sql}) AS m LIMIT 0").read_all()
+        finally:
+            source.close()
+    return project
+
+
+def resolve_sync_model(project: Project, sync: SyncConfig) -> ResolvedModel:
+    """The SQL of a sync's model."""
+    return resolve_model(project.models_dir, sync.model, context=f"sync {sync.name!r}")
+
+
+def select(project: Project, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[SyncConfig]:
+    """The syncs chosen by dbt-style selectors (names, ``tag:``, ``model:``)."""
+    from reverse_etl.selection import select_syncs
+
+    return list(select_syncs(project.config.syncs, select, exclude))
+
+
+def run(project_dir: str | Path = ".", *, select: Sequence[str] = (), exclude: Sequence[str] = (),
+        full_refresh: bool = False, progress: ProgressCallback | None = None,
+        environ: Mapping[str, str] | None = None,
+        client_factory: Callable[[Project], Any] | None = None) -> RunResult:
+    """Run the selected syncs (all by default) and return what each did."""
+    return _each_sync(project_dir, select, exclude, environ, progress, client_factory,
+                      lambda runner: runner.run(full_refresh=full_refresh))
+
+
+def plan(project_dir: str | Path = ".", *, select: Sequence[str] = (), exclude: Sequence[str] = (),
+         full_refresh: bool = False, environ: Mapping[str, str] | None = None) -> RunResult:
+    """Dry run of the selected syncs: counts and sample payloads; sends and writes nothing."""
+    return _each_sync(project_dir, select, exclude, environ, None, None,
+                      lambda runner: runner.plan(full_refresh=full_refresh))
+
+
+def _each_sync(project_dir: str | Path, selectors: Sequence[str], exclude: Sequence[str],
+               environ: Mapping[str, str] | None, progress: ProgressCallback | None,
+               client_factory: Callable[[Project], Any] | None,
+               action: Callable[[SyncRunner], SyncResult]) -> RunResult:
+    project = load_project(project_dir, environ)
+    syncs = select(project, selectors, exclude)
+    result = RunResult()
+    if not syncs:
+        return result
+    factory = client_factory or _default_client
+    source = open_source(project.config.source, str(project.root))
+    try:
+        for sync in syncs:
+            try:
+                model = resolve_sync_model(project, sync)
+                runner = SyncRunner(project, sync, source, model,
+                                    client_factory=lambda: factory(project), progress=progress)
+                result.syncs.append(action(runner))
+            except ReverseEtlError as exc:
+                failed = SyncResult(sync=sync.name, run_id=new_run_id(), outcome="failed", message=str(exc))
+                if isinstance(exc, ConfigError):
+                    failed.counts["config_failed"] = 1
+                else:
+                    failed.counts["source_failed"] = int(exc.exit_code == 2)
+                result.syncs.append(failed)
+    finally:
+        source.close()
+    return result
+
+
+def _default_client(project: Project) -> Any:
+    from reverse_etl.deliver import InsiderClient
+
+    return InsiderClient(project.config.destination)
+
+
+def history(project_dir: str | Path = ".", sync: str | None = None, limit: int = 20,
+            *, environ: Mapping[str, str] | None = None) -> list[RunRecord]:
+    """The run ledger, oldest first (the last ``limit`` runs)."""
+    project = load_project(project_dir, environ)
+    if sync is not None:
+        project.sync(sync)
+    return Ledger(project.state_dir).records(sync, limit)
+
+
+def rejected_rows(project_dir: str | Path, sync: str, limit: int = 50,
+                  *, environ: Mapping[str, str] | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """(total, first ``limit`` rows) a sync holds back, with the reason for each."""
+    project = load_project(project_dir, environ)
+    project.sync(sync)
+    path = SyncState(project.state_dir, sync).rejected_path()
+    if path is None or not path.exists():
+        return 0, []
+    table = pq.read_table(path)
+    rows = table.sort_by([("kind", "ascending"), ("key", "ascending")]).slice(0, limit).to_pylist()
+    return table.num_rows, rows
+
+
+def reset(project_dir: str | Path, sync: str, *, environ: Mapping[str, str] | None = None) -> bool:
+    """Forget a sync's snapshot and rejected rows: its next run resends everything."""
+    project = load_project(project_dir, environ)
+    project.sync(sync)
+    state = SyncState(project.state_dir, sync)
+    with state.lock():
+        return state.reset()

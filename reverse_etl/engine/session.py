@@ -1,0 +1,45 @@
+"""The engine's own DuckDB connection, and loading a model's rows into it."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import duckdb
+
+from reverse_etl.errors import SourceError
+from reverse_etl.models import ResolvedModel
+from reverse_etl.sources.base import Source
+
+MODEL_TABLE = "model_rows"
+
+
+def engine_connection(tmp_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that spills to the sync's tmp dir when memory is short."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:", config={"temp_directory": str(tmp_dir)})
+    # Row order never matters to the engine; dropping it lets DuckDB stream and spill.
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def load_model(con: duckdb.DuckDBPyConnection, source: Source, model: ResolvedModel,
+               sync_name: str) -> dict[str, str]:
+    """Run the model on the source and materialise it as ``model_rows``.
+
+    Returns the model's columns as lower-cased name → DuckDB type. The rows
+    arrive as Arrow record batches and DuckDB consumes the stream directly.
+    """
+    try:
+        reader = source.fetch(model.sql)
+        con.register("model_stream", reader)
+        con.execute(f"CREATE OR REPLACE TABLE {MODEL_TABLE} AS SELECT * FROM model_stream")
+    except SourceError as exc:
+        raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: {exc}") from None
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: {first}") from None
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister("model_stream")
+    return {name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE {MODEL_TABLE}").fetchall()}
