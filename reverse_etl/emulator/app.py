@@ -1,0 +1,209 @@
+"""Routing and the UCD endpoints (insider-api.md §1-§4) of the emulator.
+
+Whole-request errors Insider does not document use its ``{"error":"<reason>: bad
+request"}`` style (400). Emulator choices on undocumented points:
+
+- identity PATCH and DELETE, user delete and anonymize answer 200 ``{}``;
+- an identifier that matches no user (identity PATCH/DELETE, user delete,
+  anonymize) answers 404 ``{"error":"no such user for these identifiers: no data"}``
+  — the body Insider documents for anonymize, used for all four;
+- identity PATCH to a value another user holds: 400 ``{"error":"the new identifier
+  already belongs to another user: bad request"}``;
+- unknown top-level fields, an empty ``users`` array and a non-JSON content type
+  are 400s; more than 1,000 users: 400 ``{"error":"users cannot be more than 1000:
+  bad request"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from . import admin, export, segments
+from .pipeline import BadRequest, Outcome, Pipeline, bad_request
+from .state import EmulatorState
+from .store import Profile, identifier_pairs
+from .validation import Errors, check_delete_user, check_identifiers, check_upsert_user
+
+MAX_USERS = 1000
+NO_SUCH_USER = {"error": "no such user for these identifiers: no data"}
+SOLE_IDENTIFIER = {"error": "you cannot delete the sole identifier specified for a user: "
+                            "bad request"}
+
+
+def _users(body: Any, allowed: frozenset[str]) -> list[Any]:
+    if type(body) is not dict or type(body.get("users")) is not list or not body["users"]:
+        raise BadRequest({"error": "users must be defined: bad request"})
+    for k in body:
+        if k not in allowed:
+            raise bad_request(f"unknown field {k}")
+    if "skip_hook" in body and type(body["skip_hook"]) is not bool:
+        raise bad_request("skip_hook must be a boolean")
+    users: list[Any] = body["users"]
+    if len(users) > MAX_USERS:
+        raise bad_request(f"users cannot be more than {MAX_USERS}")
+    return users
+
+
+def _result(ok: int, errors: Errors, failed: int) -> dict[str, Any]:
+    fail: dict[str, Any] = {"count": failed, "errors": errors} if failed else {}
+    return {"data": {"successful": {"count": ok}, "fail": fail}}
+
+
+class UcdApi:
+    """Handlers of the UCD endpoints, bound to one :class:`EmulatorState`."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+        self.custom_ids = frozenset(state.options.custom_identifiers)
+
+    def _finish(self, ok: int, failed: int, errors: Errors) -> Outcome:
+        self.state.rows_accepted += ok
+        self.state.rows_failed += failed
+        return 200, _result(ok, errors, failed), None
+
+    async def upsert(self, body: Any, request: web.Request) -> Outcome:
+        """POST /api/user/v1/upsert."""
+        users = _users(body, frozenset({"users", "skip_hook"}))
+        custom_ids = self.custom_ids
+        faults = self.state.faults
+        checked: list[Errors | None] = []
+        for i, user in enumerate(users):
+            errs = check_upsert_user(i, user, custom_ids)
+            if errs is None:
+                value = faults.rejected(user)
+                if value is not None:
+                    errs = {f"users.{i}.identifiers.*.rejected":
+                            [f"rejected by emulator fault injection: {value}"]}
+            checked.append(errs)
+        errors: Errors = {}
+        ok = failed = 0
+        state = self.state
+        with state.lock:
+            now = state.now()
+            store = state.store
+            for i, user in enumerate(users):
+                errs = checked[i]
+                if errs is None:
+                    errs = store.upsert(i, user, now)
+                if errs is None:
+                    ok += 1
+                else:
+                    failed += 1
+                    errors.update(errs)
+            return self._finish(ok, failed, errors)
+
+    async def delete_attributes(self, body: Any, request: web.Request) -> Outcome:
+        """POST /api/user/v1/attribute/delete."""
+        users = _users(body, frozenset({"users", "skip_hook"}))
+        errors: Errors = {}
+        ok = failed = 0
+        state = self.state
+        with state.lock:
+            for i, user in enumerate(users):
+                errs = check_delete_user(i, user, self.custom_ids)
+                if errs is None:
+                    value = state.faults.rejected(user)
+                    if value is not None:
+                        errs = {f"users.{i}.identifiers.*.rejected":
+                                [f"rejected by emulator fault injection: {value}"]}
+                if errs is None:
+                    errs = state.store.delete_attributes(i, user)
+                if errs is None:
+                    ok += 1
+                else:
+                    failed += 1
+                    errors.update(errs)
+            return self._finish(ok, failed, errors)
+
+    # -- one-user endpoints -----------------------------------------------------
+    def _identifiers(self, body: Any, field: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if type(body) is not dict or field not in body:
+            raise bad_request(f"{field} must be defined")
+        for k in body:
+            if k not in allowed:
+                raise bad_request(f"unknown field {k}")
+        ids = body[field]
+        errs = check_identifiers(field, ids, self.custom_ids, None)
+        if errs:
+            key, messages = next(iter(errs.items()))
+            raise bad_request(f"{key}: {messages[0]}")
+        return ids
+
+    def _profile(self, ids: dict[str, Any]) -> Profile:
+        found = self.state.store.find_one(ids)
+        if isinstance(found, str):
+            raise bad_request(found)
+        if found is None:
+            raise BadRequest(NO_SUCH_USER, 404)
+        return found
+
+    def _single(self, ids: dict[str, Any], field: str) -> tuple[str, str]:
+        pairs = list(identifier_pairs(ids))
+        if len(pairs) != 1:
+            raise bad_request(f"{field} must hold exactly one identifier")
+        return pairs[0]
+
+    async def update_identity(self, body: Any, request: web.Request) -> Outcome:
+        """PATCH /api/user/v1/identity: same identifier type, the old one must exist."""
+        allowed = ("old_identifier", "new_identifier")
+        old = self._identifiers(body, "old_identifier", allowed)
+        new = self._identifiers(body, "new_identifier", allowed)
+        old_kind, _ = self._single(old, "old_identifier")
+        new_kind, new_value = self._single(new, "new_identifier")
+        if old_kind != new_kind:
+            raise bad_request("old_identifier and new_identifier must have the same type")
+        with self.state.lock:
+            profile = self._profile(old)
+            problem = self.state.store.update_identity(profile, new_kind, new_value)
+            if problem is not None:
+                raise bad_request(problem)
+        return 200, {}, None
+
+    async def delete_identity(self, body: Any, request: web.Request) -> Outcome:
+        """DELETE /api/user/v1/identity: never the sole identifier."""
+        ids = self._identifiers(body, "identifiers", ("identifiers",))
+        kinds = [kind for kind, _ in identifier_pairs(ids)]
+        with self.state.lock:
+            profile = self._profile(ids)
+            if all(kind in kinds for kind in profile.ids):
+                raise BadRequest(SOLE_IDENTIFIER)
+            self.state.store.delete_identifiers(profile, kinds)
+        return 200, {}, None
+
+    async def delete_user(self, body: Any, request: web.Request) -> Outcome:
+        """POST /api/user/v1/delete."""
+        ids = self._identifiers(body, "identifiers", ("identifiers",))
+        with self.state.lock:
+            self.state.store.delete_profile(self._profile(ids))
+        return 200, {}, None
+
+    async def anonymize(self, body: Any, request: web.Request) -> Outcome:
+        """POST /api/user/v1/anonymize: PII deletion, the last identifier stays."""
+        ids = self._identifiers(body, "identifiers", ("identifiers",))
+        with self.state.lock:
+            profile = self._profile(ids)
+            self.state.store.anonymize(profile, self.state.options.pii_attributes)
+        return 200, {}, None
+
+
+def create_app(state: EmulatorState) -> web.Application:
+    """The aiohttp application serving UCD, FPS, raw export, export files and admin."""
+    # Bodies above Insider's 5 MB limit must reach the handler to get Insider's 400.
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    pipeline = Pipeline(state)
+    ucd = UcdApi(state)
+    app.router.add_post("/api/user/v1/upsert", pipeline.wrap("upsert", ucd.upsert))
+    app.router.add_post("/api/user/v1/attribute/delete",
+                        pipeline.wrap("attribute_delete", ucd.delete_attributes))
+    app.router.add_patch("/api/user/v1/identity",
+                         pipeline.wrap("identity_update", ucd.update_identity))
+    app.router.add_delete("/api/user/v1/identity",
+                          pipeline.wrap("identity_delete", ucd.delete_identity))
+    app.router.add_post("/api/user/v1/delete", pipeline.wrap("user_delete", ucd.delete_user))
+    app.router.add_post("/api/user/v1/anonymize", pipeline.wrap("anonymize", ucd.anonymize))
+    segments.setup(app, state, pipeline)
+    export.setup(app, state, pipeline)
+    admin.setup(app, state)
+    return app

@@ -1,0 +1,175 @@
+"""The path every API request takes before its handler: faults, auth, limits, parsing, log.
+
+Order (and why):
+
+1. read the body (so even a faulted request is logged with what was sent);
+2. injected faults: latency, then a dropped connection or a 429/5xx — before
+   anything else, so a faulted request has changed nothing and can be retried;
+3. authentication: partner header (exact, lowercase) → 400, token → 401, a key
+   listed in ``forbidden_api_keys`` → 403 (FPS: 401 ``{"statusMessage":"Unauthorized"}``);
+4. rate limit of the endpoint's family → 429 with Retry-After;
+5. size limit and JSON parsing;
+6. the handler, which returns ``(status, payload)``; the request is logged.
+
+The token is compared and forgotten: the log keeps ``"[redacted]"`` in its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .state import EmulatorState
+
+MAX_BODY_BYTES = 5_000_000
+TOO_MANY = {"error": "rejected: too many requests"}
+FAULT_BODIES: dict[int, dict[str, Any]] = {
+    429: TOO_MANY,
+    500: {"error": "internal server error (injected by the emulator)"},
+    502: {"error": "bad gateway (injected by the emulator)"},
+    503: {"error": "service unavailable (injected by the emulator)"},
+    504: {"error": "gateway timeout (injected by the emulator)"},
+    520: {"error": "unknown error (injected by the emulator)"},
+}
+_JSON = "application/json"
+
+Outcome = tuple[int, Any, "dict[str, str] | None"]
+Handler = Callable[[Any, web.Request], Awaitable[Outcome]]
+
+
+class BadRequest(Exception):
+    """Raised by handlers for a whole-request 4xx; ``payload`` is the JSON body."""
+
+    def __init__(self, payload: Any, status: int = 400) -> None:
+        super().__init__(str(payload))
+        self.payload = payload
+        self.status = status
+
+
+def bad_request(reason: str) -> BadRequest:
+    """A 400 in Insider's ``{"error":"<reason>: bad request"}`` style."""
+    return BadRequest({"error": f"{reason}: bad request"})
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None
+                  ) -> web.Response:
+    """An ``application/json`` response encoded with orjson."""
+    return web.Response(status=status, body=orjson.dumps(payload), content_type=_JSON,
+                        headers=headers)
+
+
+def _drop(request: web.Request) -> web.StreamResponse:
+    # Abort the TCP connection without writing a byte: the client sees the server
+    # disconnect mid-request (httpx: RemoteProtocolError). Raising afterwards keeps
+    # aiohttp from trying to write a response to the dead transport.
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    raise asyncio.CancelledError
+
+
+class Pipeline:
+    """Wraps endpoint handlers with the shared request path (see module docstring)."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+        opts = state.options
+        self._partner = opts.partner
+        self._token = opts.api_key.encode()
+        self._forbidden = tuple(k.encode() for k in opts.forbidden_api_keys)
+
+    def _auth(self, request: web.Request, fps: bool) -> Outcome | None:
+        partner = request.headers.get("X-PARTNER-NAME")
+        token = (request.headers.get("X-REQUEST-TOKEN") or "").encode()
+        if fps:
+            if partner != self._partner or not hmac.compare_digest(token, self._token):
+                return 401, {"statusMessage": "Unauthorized"}, None
+            return None
+        if partner != self._partner:
+            return 400, {"success": False, "message": "Partner is invalid."}, None
+        if any(hmac.compare_digest(token, k) for k in self._forbidden):
+            return 403, {"success": False, "message":
+                         "Access Denied. This API key has no permission for this endpoint."}, None
+        if not hmac.compare_digest(token, self._token):
+            return 401, {"success": False, "message": "Partner token authentication failed."}, None
+        return None
+
+    def wrap(self, endpoint: str, handler: Handler, *, fps: bool = False,
+             max_body: int = MAX_BODY_BYTES) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """An aiohttp handler running ``handler(body, request)`` behind the pipeline."""
+        state = self.state
+
+        async def run(request: web.Request) -> web.StreamResponse:
+            raw = await request.read()
+            entry: dict[str, Any] = {
+                "time": state.now(), "method": request.method, "path": request.path_qs,
+                "endpoint": endpoint, "status": None, "fault": None,
+                "headers": {"X-PARTNER-NAME": request.headers.get("X-PARTNER-NAME"),
+                            "X-REQUEST-TOKEN": "[redacted]"
+                            if "X-REQUEST-TOKEN" in request.headers else None},
+                "body": None, "response": None,
+            }
+            body: Any = None
+            parse_error = None
+            try:
+                body = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError as exc:
+                parse_error = str(exc)
+                entry["body"] = {"_unparsed": raw[:500].decode("utf-8", "replace")}
+            if parse_error is None:
+                entry["body"] = body
+                if type(body) is dict and "skip_hook" in body:
+                    entry["skip_hook"] = body["skip_hook"]
+            outcome = await self._pre(request, endpoint, entry, fps)
+            if outcome is None:
+                if len(raw) > max_body:
+                    outcome = 400, {"error": "request body is bigger than maximum allowed "
+                                    f"size {max_body:,} bytes"}, None
+                elif parse_error is not None:
+                    outcome = (405, {"error": "Invalid Payload."}, None) if fps else (
+                        400, {"error": f"invalid JSON ({parse_error}): bad request"}, None)
+                elif not fps and request.content_type != _JSON:
+                    outcome = 400, {"error": "Content-Type must be application/json: bad request"}, None
+                else:
+                    try:
+                        outcome = await handler(body, request)
+                    except BadRequest as exc:
+                        outcome = exc.status, exc.payload, None
+            status, payload, headers = outcome
+            entry["status"] = status
+            entry["response"] = payload
+            state.record(entry)
+            return json_response(status, payload, headers)
+
+        return run
+
+    async def _pre(self, request: web.Request, endpoint: str, entry: dict[str, Any],
+                   fps: bool) -> Outcome | None:
+        state = self.state
+        decision = state.faults.decide(endpoint)
+        if decision is not None:
+            if decision.latency_s:
+                await asyncio.sleep(decision.latency_s)
+            if decision.drop:
+                entry["fault"] = "drop"
+                state.record(entry)
+                _drop(request)
+            if decision.status is not None:
+                entry["fault"] = decision.status
+                headers = None
+                if decision.status == 429:
+                    headers = {"Retry-After": str(state.faults.config.retry_after)}
+                return decision.status, FAULT_BODIES[decision.status], headers
+        denied = self._auth(request, fps)
+        if denied is not None:
+            return denied
+        retry_after = state.limiter.acquire(endpoint)
+        if retry_after is not None:
+            entry["fault"] = "rate_limit"
+            return 429, TOO_MANY, {"Retry-After": str(retry_after)}
+        return None

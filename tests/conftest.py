@@ -1,0 +1,1 @@
+pytest_plugins = ["reverse_etl.emulator.pytest_plugin"]
