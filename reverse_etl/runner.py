@@ -22,7 +22,7 @@ from reverse_etl.config.schema import Project, SyncConfig
 from reverse_etl.engine import diff, rejected
 from reverse_etl.engine.fields import Field, encode_field, plan_fields, resolve_columns
 from reverse_etl.engine.session import MODEL_TABLE, engine_connection, load_model
-from reverse_etl.engine.sqltext import literal
+from reverse_etl.engine.sqltext import first_row, literal, scalar
 from reverse_etl.errors import ConfigError, DeliveryError, SourceError
 from reverse_etl.models import ResolvedModel
 from reverse_etl.results import SyncResult
@@ -138,7 +138,7 @@ class SyncRunner:
     def _run_locked(self, con: duckdb.DuckDBPyConnection, result: SyncResult, full_refresh: bool) -> None:
         self._load_and_diff(con, result, full_refresh=full_refresh, fold_pending=False)
         if not self.sync.options.skip_invalid_records and result.counts.get("invalid", 0):
-            first = con.execute("SELECT key, reason FROM cur WHERE reason IS NOT NULL ORDER BY key LIMIT 1").fetchone()
+            first = first_row(con, "SELECT key, reason FROM cur WHERE reason IS NOT NULL ORDER BY key LIMIT 1")
             key, reason = (first or (None, "?"))
             result.outcome = "failed"
             result.message = (f"sync {self.sync.name!r} halted before sending: row with key {key!r} is "
@@ -205,7 +205,7 @@ class SyncRunner:
         result.seconds["diff"] = round(time.perf_counter() - t1, 3)
 
     def _diff_counts(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-        row = con.execute("""
+        row = first_row(con, """
             SELECT
               (SELECT count(DISTINCT key) FROM changes WHERE change = 'added'),
               (SELECT count(DISTINCT key) FROM changes WHERE change = 'changed'),
@@ -213,7 +213,7 @@ class SyncRunner:
               (SELECT count(*) FROM cur WHERE reason IS NULL),
               (SELECT count(*) FROM cur WHERE reason IS NOT NULL),
               (SELECT count(*) FROM changes WHERE payload IS NOT NULL)
-        """).fetchone()
+        """)
         assert row is not None
         added, changed, removed, valid, invalid, to_send = (int(v) for v in row)
         return {"added": added, "changed": changed, "removed": removed,
@@ -224,7 +224,7 @@ class SyncRunner:
         from reverse_etl.deliver import Endpoint
 
         outcome = _Delivery(acked=[], rejected={}, failed={})
-        total = int((con.execute("SELECT count(*) FROM changes WHERE payload IS NOT NULL").fetchone() or [0])[0])
+        total = scalar(con, "SELECT count(*) FROM changes WHERE payload IS NOT NULL")
         if total == 0:
             return outcome
         if self.client_factory is None:
@@ -282,7 +282,7 @@ class SyncRunner:
         snap_name, rej_name = f"snapshot-{run_id}.parquet", f"rejected-{run_id}.parquet"
         con.execute(f"COPY new_snap TO {literal(str(self.state.path(snap_name)))} (FORMAT parquet, COMPRESSION zstd)")
         con.execute(f"COPY new_rej TO {literal(str(self.state.path(rej_name)))} (FORMAT parquet)")
-        rows = int((con.execute("SELECT count(*) FROM new_snap").fetchone() or [0])[0])
+        rows = scalar(con, "SELECT count(*) FROM new_snap")
         meta = Meta(fingerprint=fingerprint, snapshot=snap_name, rejected=rej_name,
                     folded_run=run_id, rows=rows)
         self.state.commit(meta)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import duckdb
 import pyarrow as pa
 
-from reverse_etl.engine.sqltext import literal
+from reverse_etl.engine.sqltext import literal, scalar
 
 REJECTED_COLUMNS = (
     "key VARCHAR, op VARCHAR, kind VARCHAR, reason VARCHAR, attempts INTEGER, "
@@ -45,8 +45,7 @@ def hold_back(con: duckdb.DuckDBPyConnection, max_attempts: int) -> int:
         DELETE FROM changes ch WHERE EXISTS (
           SELECT 1 FROM held h WHERE h.key = ch.key AND h.op = ch.op)
     """)
-    row = con.execute("SELECT count(*) FROM held").fetchone()
-    return int(row[0]) if row else 0
+    return scalar(con, "SELECT count(*) FROM held")
 
 
 def outcome_table(con: duckdb.DuckDBPyConnection, rejected: Mapping[int, str],

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import duckdb
+
 
 def ident(name: str) -> str:
     """Quote an identifier for DuckDB."""
@@ -16,3 +20,19 @@ def literal(text: str) -> str:
 def json_key(name: str) -> str:
     """SQL literal of a JSON object key with its colon, e.g. ``'"name":'``."""
     return literal('"' + name + '":')
+
+
+def first_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | None:
+    """The first row of a query, with the result fully consumed.
+
+    DuckDB 2.0 keeps a result open after ``fetchone()`` and refuses other work on
+    the connection until it is finished, so small queries are fetched whole.
+    """
+    rows = con.execute(sql).fetchall()
+    return rows[0] if rows else None
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """An integer query result (a count)."""
+    row = first_row(con, sql)
+    return int(row[0]) if row and row[0] is not None else 0
