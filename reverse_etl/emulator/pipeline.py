@@ -143,6 +143,8 @@ class Pipeline:
             status, payload, headers = outcome
             entry["status"] = status
             entry["response"] = payload
+            if headers:
+                entry["response_headers"] = headers
             state.record(entry)
             return json_response(status, payload, headers)
 

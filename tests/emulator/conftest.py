@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from emulator_helpers import HEADERS
+from emulator_helpers import HEADERS, Receiver
 
 from reverse_etl.emulator import Emulator
 
@@ -17,3 +17,11 @@ def client(insider_emulator: Emulator) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=insider_emulator.url, headers=HEADERS, timeout=10) as c:
         yield c
 
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local file server and callback/hook receiver on 127.0.0.1."""
+    r = Receiver()
+    yield r
+    r.close()
