@@ -31,7 +31,7 @@ from reverse_etl.sources.duckdb_source import arrow_reader
 from reverse_etl.state import Journal, Ledger, RunRecord, SyncState, read_journal
 from reverse_etl.state.store import Meta, Pending
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 """Bump when the snapshot's meaning changes: every sync then resends in full."""
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -146,9 +146,11 @@ class SyncRunner:
             return  # nothing sent, nothing committed
         pending_path, journal_path = self.state.pending_paths(result.run_id)
         t0 = time.perf_counter()
-        con.execute(f"COPY changes TO {literal(str(pending_path))} (FORMAT parquet)")
-        self.state.begin_pending(Pending(run_id=result.run_id, fingerprint=self.fingerprint,
-                                         fields=[f.name for f in self.fields]))
+        if result.counts["to_send"]:
+            # The change set is on disk before the first request: a crash can be folded later.
+            con.execute(f"COPY changes TO {literal(str(pending_path))} (FORMAT parquet)")
+            self.state.begin_pending(Pending(run_id=result.run_id, fingerprint=self.fingerprint,
+                                             fields=[f.name for f in self.fields]))
         delivery = self._deliver(con, journal_path)
         result.seconds["deliver"] = round(time.perf_counter() - t0, 3)
         result.requests = delivery.requests
@@ -195,7 +197,7 @@ class SyncRunner:
             if fold_pending and self.state.pending() is not None:
                 # plan shows what a run would do, including finishing a crashed run.
                 self._fold_pending_in_memory(con)
-                con.execute("CREATE OR REPLACE TABLE snap AS SELECT * FROM new_snap")
+                diff.replace_snapshot(con, "new_snap")
         diff.create_changes(con, self.fields, on_removed=self.sync.on_removed,
                             not_append=not self.sync.options.append_arrays)
         rej_path = self.state.rejected_path()
@@ -272,17 +274,32 @@ class SyncRunner:
                 acked: Sequence[tuple[int, int]]) -> None:
         t0 = time.perf_counter()
         _acked_table(con, acked)
-        diff.fold(con, self.fields, "acked")
+        auto = ", ".join(literal(op) for op in diff.AUTO_ACKED_OPS)
+        touched = bool(acked) or bool(scalar(con, f"SELECT count(*) FROM changes WHERE op IN ({auto})"))
+        unchanged_snapshot = not touched and self.state.meta().fingerprint == self.fingerprint
+        if not unchanged_snapshot:
+            diff.fold(con, self.fields, "acked")
         rejected.build_new_rejected(con, result.run_id, with_validation=True, carry_unacked=False)
-        meta = self._write_state(con, result.run_id, self.fingerprint)
+        meta = self._write_state(con, result.run_id, self.fingerprint, keep_snapshot=unchanged_snapshot)
         result.counts["snapshot_rows"] = meta.rows
         result.seconds["commit"] = round(time.perf_counter() - t0, 3)
 
-    def _write_state(self, con: duckdb.DuckDBPyConnection, run_id: str, fingerprint: str | None) -> Meta:
-        snap_name, rej_name = f"snapshot-{run_id}.parquet", f"rejected-{run_id}.parquet"
-        con.execute(f"COPY new_snap TO {literal(str(self.state.path(snap_name)))} (FORMAT parquet, COMPRESSION zstd)")
+    def _write_state(self, con: duckdb.DuckDBPyConnection, run_id: str, fingerprint: str | None,
+                     *, keep_snapshot: bool = False) -> Meta:
+        """Write the new snapshot and rejected rows, then make them current atomically.
+
+        ``keep_snapshot``: nothing was acknowledged, so the current snapshot file stays
+        (a no-change run over millions of rows must not rewrite them).
+        """
+        previous = self.state.meta()
+        rej_name = f"rejected-{run_id}.parquet"
+        if keep_snapshot and previous.snapshot:
+            snap_name, rows = previous.snapshot, previous.rows
+        else:
+            snap_name = f"snapshot-{run_id}.parquet"
+            con.execute(f"COPY new_snap TO {literal(str(self.state.path(snap_name)))} (FORMAT parquet, COMPRESSION zstd)")
+            rows = scalar(con, "SELECT count(*) FROM new_snap")
         con.execute(f"COPY new_rej TO {literal(str(self.state.path(rej_name)))} (FORMAT parquet)")
-        rows = scalar(con, "SELECT count(*) FROM new_snap")
         meta = Meta(fingerprint=fingerprint, snapshot=snap_name, rejected=rej_name,
                     folded_run=run_id, rows=rows)
         self.state.commit(meta)
@@ -302,7 +319,6 @@ class SyncRunner:
         rejected.load_rejected(con, str(rej_path) if rej_path else None)
         con.execute(f"CREATE OR REPLACE TABLE held ({rejected.REJECTED_COLUMNS})")
         rejected.build_new_rejected(con, pending.run_id, with_validation=False, carry_unacked=True)
-        con.execute("CREATE OR REPLACE TABLE snap AS SELECT * FROM new_snap")
         self._write_state(con, pending.run_id, pending.fingerprint)
         return folded
 

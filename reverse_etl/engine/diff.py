@@ -35,36 +35,69 @@ def create_current(con: duckdb.DuckDBPyConnection, source_table: str,
     """Build ``cur`` from the model rows: encoded fields, key, and a reject reason per row."""
     key_text = f"nullif(trim(CAST({ident(key_column)} AS VARCHAR)), '')"
     values = ",\n  ".join(f"CAST({e.value_sql} AS VARCHAR) AS {ident(e.field.name)}" for e in encoded)
+    digest = digest_sql([e.field for e in encoded])
     reasons = ", ".join(e.reason_sql for e in encoded if e.reason_sql != "NULL") or "NULL"
+    # Duplicate keys by aggregation, not a window: far cheaper over millions of rows.
     con.execute(f"""
         CREATE OR REPLACE TABLE cur AS
-        SELECT * EXCLUDE (dup_count, field_reason),
-          CASE
-            WHEN key IS NULL THEN {literal(f'null key: {key_label} is empty; every row needs one')}
-            WHEN dup_count > 1 THEN {literal(f'duplicate key: {key_label}=')} || key || ' appears in '
-                 || dup_count || ' rows; make the model return one row per key'
-            ELSE field_reason
-          END AS reason
-        FROM (
-          SELECT {key_text} AS key,
-            count(*) OVER (PARTITION BY {key_text}) AS dup_count,
-            {values},
+        WITH encoded AS (
+          SELECT {key_text} AS key, {values},
             nullif(concat_ws('; ', {reasons}), '') AS field_reason
           FROM {source_table}
-        )
+        ),
+        dups AS (SELECT key, count(*) AS n FROM encoded WHERE key IS NOT NULL GROUP BY key HAVING count(*) > 1)
+        SELECT e.* EXCLUDE (field_reason), {digest} AS digest,
+          CASE
+            WHEN e.key IS NULL THEN {literal(f'null key: {key_label} is empty; every row needs one')}
+            WHEN d.n IS NOT NULL THEN {literal(f'duplicate key: {key_label}=')} || e.key || ' appears in '
+                 || d.n || ' rows; make the model return one row per key'
+            ELSE e.field_reason
+          END AS reason
+        FROM encoded e LEFT JOIN dups d ON e.key = d.key
     """)
+
+
+def digest_sql(fields: Sequence[Field], prefix: str = "") -> str:
+    """128-bit digest (md5, hex) of a row's encoded fields, to find changed rows fast.
+
+    Fields are JSON texts, which never hold raw control characters, so the
+    separators make the concatenation unambiguous.
+    """
+    parts = ", ".join(f"coalesce({prefix}{ident(f.name)}, chr(30))" for f in fields)
+    return f"md5(concat_ws(chr(31), {parts}))"
+
+
+def _drop_snap(con: duckdb.DuckDBPyConnection) -> None:
+    # DROP VIEW IF EXISTS fails when a *table* of that name exists, so ask first.
+    kinds = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'snap'"
+    ).fetchall()
+    for (kind,) in kinds:
+        con.execute("DROP VIEW snap" if kind == "VIEW" else "DROP TABLE snap")
 
 
 def create_empty_snapshot(con: duckdb.DuckDBPyConnection, fields: Sequence[Field]) -> None:
     """An empty ``snap`` (first run, full refresh, or a changed mapping)."""
     columns = ", ".join(f"{ident(f.name)} VARCHAR" for f in fields)
-    con.execute(f"CREATE OR REPLACE TABLE snap (key VARCHAR, {columns})")
+    _drop_snap(con)
+    con.execute(f"CREATE TABLE snap (key VARCHAR, {columns}, digest VARCHAR)")
 
 
 def load_snapshot(con: duckdb.DuckDBPyConnection, path: str, fields: Sequence[Field]) -> None:
-    """``snap`` from a snapshot Parquet file."""
+    """``snap`` as a view of a snapshot Parquet file.
+
+    A view, not a copy: the diff reads only ``key`` and ``digest`` of every row
+    (Parquet projection pushdown) and the other columns of changed rows only.
+    """
     columns = ", ".join(ident(f.name) for f in fields)
-    con.execute(f"CREATE OR REPLACE TABLE snap AS SELECT key, {columns} FROM read_parquet({literal(path)})")
+    _drop_snap(con)
+    con.execute(f"CREATE VIEW snap AS SELECT key, {columns}, digest FROM read_parquet({literal(path)})")
+
+
+def replace_snapshot(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Make ``table`` (e.g. a folded ``new_snap``) the ``snap`` the diff compares against."""
+    _drop_snap(con)
+    con.execute(f"CREATE TABLE snap AS SELECT * FROM {table}")
 
 
 def create_changes(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], *,
@@ -73,17 +106,19 @@ def create_changes(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], *,
     ids = [f for f in fields if f.group == "identifiers"]
     attrs = [f for f in fields if f.group == "attributes"]
 
+    create_delta(con, fields)
+
     def c(f: Field) -> str:
-        return "c." + ident(f.name)
+        return "d." + ident(f.name)
 
     def s(f: Field) -> str:
-        return "s." + ident(f.name)
+        return "d." + ident("s:" + f.name)
 
-    ident_changed = "(s.key IS NOT NULL AND (" + (" OR ".join(
+    ident_changed = "(d.s_key IS NOT NULL AND (" + (" OR ".join(
         f"{c(f)} IS DISTINCT FROM {s(f)}" for f in ids)) + "))"
-    send = {f.name: f"({c(f)} IS NOT NULL AND (s.key IS NULL OR {ident_changed} OR {c(f)} IS DISTINCT FROM {s(f)}))"
+    send = {f.name: f"({c(f)} IS NOT NULL AND (d.s_key IS NULL OR {ident_changed} OR {c(f)} IS DISTINCT FROM {s(f)}))"
             for f in attrs}
-    clear = {f.name: f"(s.key IS NOT NULL AND {c(f)} IS NULL AND {s(f)} IS NOT NULL)" for f in attrs}
+    clear = {f.name: f"(d.s_key IS NOT NULL AND {c(f)} IS NULL AND {s(f)} IS NOT NULL)" for f in attrs}
     any_send = " OR ".join(send.values()) or "FALSE"
     any_clear = " OR ".join(clear.values()) or "FALSE"
 
@@ -94,9 +129,12 @@ def create_changes(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], *,
         + (" || ',\"not_append\":true}'" if not_append else " || '}'")
     )
     clear_payload = _attribute_delete_json(current_ids, attrs, lambda f: clear[f.name])
-    snap_ids = _identifiers_json(ids, s)
-    removed_clear_payload = _attribute_delete_json(snap_ids, attrs, lambda f: f"{s(f)} IS NOT NULL")
-    any_snap_attr = " OR ".join(f"{s(f)} IS NOT NULL" for f in attrs) or "FALSE"
+    def r(f: Field) -> str:  # a removed row's snapshot value
+        return "s." + ident(f.name)
+
+    snap_ids = _identifiers_json(ids, r)
+    removed_clear_payload = _attribute_delete_json(snap_ids, attrs, lambda f: f"{r(f)} IS NOT NULL")
+    any_snap_attr = " OR ".join(f"{r(f)} IS NOT NULL" for f in attrs) or "FALSE"
 
     def writes(value: object, write: object) -> str:
         return ", ".join(
@@ -118,22 +156,45 @@ def create_changes(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], *,
 
     con.execute(f"""
         CREATE OR REPLACE TABLE changes AS
-        WITH present AS (SELECT DISTINCT key FROM cur WHERE key IS NOT NULL),
-        ops AS (
-          SELECT c.key, CASE WHEN s.key IS NULL THEN 'added' ELSE 'changed' END AS change,
+        WITH ops AS (
+          SELECT d.key, CASE WHEN d.s_key IS NULL THEN 'added' ELSE 'changed' END AS change,
                  CASE WHEN {any_send} THEN 'upsert' ELSE 'noop' END AS op,
                  CASE WHEN {any_send} THEN {upsert_payload} END AS payload, {write_current}
-          FROM cur c LEFT JOIN snap s ON c.key = s.key
-          WHERE c.reason IS NULL AND (s.key IS NULL OR {ident_changed} OR {any_send})
+          FROM delta d
+          WHERE d.s_key IS NULL OR {ident_changed} OR {any_send}
           UNION ALL
-          SELECT c.key, 'changed' AS change, 'clear' AS op, {clear_payload} AS payload, {write_clear}
-          FROM cur c JOIN snap s ON c.key = s.key
-          WHERE c.reason IS NULL AND ({any_clear})
+          SELECT d.key, 'changed' AS change, 'clear' AS op, {clear_payload} AS payload, {write_clear}
+          FROM delta d
+          WHERE {any_clear}
           UNION ALL
           SELECT s.key, 'removed' AS change, {removed_op} AS op, {removed_payload} AS payload, {write_none}
-          FROM snap s ANTI JOIN present p ON s.key = p.key
+          FROM snap s ANTI JOIN cur c ON s.key = c.key
         )
         SELECT (row_number() OVER (ORDER BY op, key) - 1)::BIGINT AS row_id, * FROM ops
+    """)
+
+
+def create_delta(con: duckdb.DuckDBPyConnection, fields: Sequence[Field]) -> None:
+    """``delta``: valid current rows that are new or differ from the snapshot.
+
+    One join over all rows; everything after it works on the (usually small) delta.
+    Columns: the current fields, ``s_key`` and ``s:<field>`` (snapshot values).
+    """
+    snap_cols = ", ".join(f"s.{ident(f.name)} AS {ident('s:' + f.name)}" for f in fields)
+    # Two steps: the join over all rows carries only key and digest; full values
+    # are fetched for the changed keys alone.
+    con.execute("""
+        CREATE OR REPLACE TABLE delta_keys AS
+        SELECT c.key FROM (SELECT key, digest FROM cur WHERE reason IS NULL) c
+        LEFT JOIN (SELECT key, digest FROM snap) s ON c.key = s.key
+        WHERE s.key IS NULL OR c.digest <> s.digest
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE delta AS
+        SELECT c.*, s.key AS s_key, {snap_cols}
+        FROM delta_keys k JOIN cur c ON c.key = k.key
+        LEFT JOIN snap s ON s.key = k.key
+        WHERE c.reason IS NULL
     """)
 
 
@@ -207,7 +268,9 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
           SELECT key, {merged_cols} FROM acked WHERE op NOT IN ({drops}) GROUP BY key
         ),
         dropped AS (SELECT DISTINCT key FROM acked WHERE op IN ({drops}))
-        SELECT coalesce(s.key, m.key) AS key, {final_cols}
-        FROM snap s FULL OUTER JOIN merged m ON s.key = m.key
-        WHERE NOT EXISTS (SELECT 1 FROM dropped d WHERE d.key = coalesce(s.key, m.key))
+        SELECT *, {digest_sql(fields)} AS digest FROM (
+          SELECT coalesce(s.key, m.key) AS key, {final_cols}
+          FROM snap s FULL OUTER JOIN merged m ON s.key = m.key
+          WHERE NOT EXISTS (SELECT 1 FROM dropped d WHERE d.key = coalesce(s.key, m.key))
+        )
     """)

@@ -18,6 +18,8 @@ def engine_connection(tmp_dir: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that spills to the sync's tmp dir when memory is short."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(":memory:", config={"temp_directory": str(tmp_dir)})
+    # Model SQL must never pick up a Python variable of ours by name.
+    con.execute("SET python_enable_replacements = false")
     # Row order never matters to the engine; dropping it lets DuckDB stream and spill.
     con.execute("SET preserve_insertion_order = false")
     return con
@@ -31,9 +33,11 @@ def load_model(con: duckdb.DuckDBPyConnection, source: Source, model: ResolvedMo
     arrive as Arrow record batches and DuckDB consumes the stream directly.
     """
     try:
-        reader = source.fetch(model.sql)
-        con.register("model_stream", reader)
-        con.execute(f"CREATE OR REPLACE TABLE {MODEL_TABLE} AS SELECT * FROM model_stream")
+        materialize = getattr(source, "materialize", None)
+        if materialize is None or not materialize(con, MODEL_TABLE, model.sql):
+            reader = source.fetch(model.sql)
+            con.register("model_stream", reader)
+            con.execute(f"CREATE OR REPLACE TABLE {MODEL_TABLE} AS SELECT * FROM model_stream")
     except SourceError as exc:
         raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: {exc}") from None
     except duckdb.Error as exc:

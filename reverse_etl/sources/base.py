@@ -15,6 +15,11 @@ class Source(Protocol):
     raise :class:`reverse_etl.errors.SourceError` with a one-line message for
     broken SQL, bad credentials or an unreachable warehouse. Column names are
     returned as the warehouse gives them; the engine normalises case.
+
+    Optional capability: ``materialize(engine_connection, table, sql) -> bool``
+    runs the model straight into the engine's DuckDB (the DuckDB source does it
+    with a read-only ATTACH); a source without it, or returning False, is read
+    through :meth:`fetch`.
     """
 
     dialect: str
