@@ -123,8 +123,7 @@ class Pipeline:
                 entry["body"] = {"_unparsed": raw[:500].decode("utf-8", "replace")}
             if parse_error is None:
                 entry["body"] = body
-                if type(body) is dict and "skip_hook" in body:
-                    entry["skip_hook"] = body["skip_hook"]
+            entry["skip_hook"] = body.get("skip_hook") if type(body) is dict else None
             outcome = await self._pre(request, endpoint, entry, fps)
             if outcome is None:
                 if len(raw) > max_body:
@@ -153,7 +152,8 @@ class Pipeline:
     async def _pre(self, request: web.Request, endpoint: str, entry: dict[str, Any],
                    fps: bool) -> Outcome | None:
         state = self.state
-        decision = state.faults.decide(endpoint)
+        with state.lock:
+            decision = state.faults.decide(endpoint)
         if decision is not None:
             if decision.latency_s:
                 await asyncio.sleep(decision.latency_s)
@@ -170,7 +170,8 @@ class Pipeline:
         denied = self._auth(request, fps)
         if denied is not None:
             return denied
-        retry_after = state.limiter.acquire(endpoint)
+        with state.lock:
+            retry_after = state.limiter.acquire(endpoint)
         if retry_after is not None:
             entry["fault"] = "rate_limit"
             return 429, TOO_MANY, {"Retry-After": str(retry_after)}

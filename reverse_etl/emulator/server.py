@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import socket
 import sys
 import threading
@@ -20,6 +21,18 @@ from .app import create_app
 from .state import EmulatorOptions, EmulatorState, SegmentPredicate
 
 
+def tune_gc_for_throughput() -> None:
+    """Make CPython's cyclic GC collect far less often (process-wide).
+
+    A 1,000-user request allocates thousands of containers and the store keeps
+    hundreds of thousands alive; with default thresholds the collector costs more
+    than validation itself (measured on 2 cores: ~35,000 vs ~90,000 users/s).
+    """
+    gc.collect()
+    gc.freeze()  # objects alive now (imports, config) never need scanning again
+    gc.set_threshold(100_000, 50, 100)
+
+
 class Emulator:
     """A local Insider One API on ``host:port`` (``port=0``: a free port).
 
@@ -32,7 +45,9 @@ class Emulator:
     seconds, for TTL, export days and link expiry), ``fps_callback_delay`` and
     ``export_delay`` (seconds before the callback/hook), ``fps_max_file_bytes``,
     ``dynamic_segments`` ({segment_id: None or predicate(profile dict)}) and
-    ``pii_attributes`` (extra attributes removed by anonymize).
+    ``pii_attributes`` (extra attributes removed by anonymize) and ``tune_gc``
+    (apply :func:`tune_gc_for_throughput` to this process when starting: for
+    in-process benchmarks; it changes the process-wide GC thresholds).
     """
 
     def __init__(
@@ -55,6 +70,7 @@ class Emulator:
         export_delay: float = 0.0,
         dynamic_segments: Mapping[int, SegmentPredicate] | None = None,
         pii_attributes: Iterable[str] = (),
+        tune_gc: bool = False,
     ) -> None:
         options = EmulatorOptions(
             partner=partner, api_key=api_key, event_ttl_days=event_ttl_days,
@@ -67,6 +83,7 @@ class Emulator:
             options.dynamic_segments = dict(dynamic_segments)
         self.host = host
         self.port = port
+        self.tune_gc = tune_gc
         self.state = EmulatorState(options)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -83,6 +100,8 @@ class Emulator:
         """Bind the socket (errors raise here) and serve in a background thread."""
         if self._thread is not None:
             raise RuntimeError("the emulator is already running")
+        if self.tune_gc:
+            tune_gc_for_throughput()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -207,7 +226,12 @@ class Emulator:
 
 def serve(host: str = "127.0.0.1", port: int = 8787, partner: str = "acme",
           api_key: str = "test-key", **options: Any) -> None:
-    """Serve the emulator until interrupted; prints one "listening on ..." line."""
+    """Serve the emulator until interrupted; prints one "listening on ..." line.
+
+    The process is the emulator's alone, so its GC is tuned for throughput
+    (:func:`tune_gc_for_throughput`) unless ``tune_gc=False`` is passed.
+    """
+    options.setdefault("tune_gc", True)
     emu = Emulator(partner, api_key, host, port, **options).start()
     print(f"reverse-etl emulator listening on {emu.url} (partner {partner!r}; "
           f"UCD /api/..., FPS /fps/v1/upload, admin /_emulator/)", flush=True)
