@@ -48,8 +48,23 @@ def validate(project_dir: str | Path = ".", *, environ: Mapping[str, str] | None
 
 
 def resolve_sync_model(project: Project, sync: SyncConfig) -> ResolvedModel:
-    """The SQL of a sync's model."""
-    return resolve_model(project.models_dir, sync.model, context=f"sync {sync.name!r}")
+    """The SQL of a sync's model: ``models/<name>.sql`` first, else the dbt manifest."""
+    dbt = project.config.dbt
+    if dbt is None or (project.models_dir / f"{sync.model}.sql").is_file():
+        return resolve_model(project.models_dir, sync.model, context=f"sync {sync.name!r}")
+    relation = _manifest(project).relation(sync.model)
+    dialect = project.config.source.type if project.config.source.type != "sqlalchemy" else None
+    # A DuckDB source *is* the dbt database file, whatever catalog name dbt gave it.
+    name = relation.sql_name(dialect, include_database=dialect != "duckdb")
+    return ResolvedModel(name=sync.model, sql=f"SELECT * FROM {name}", origin=f"dbt:{relation.display_name}")
+
+
+def _manifest(project: Project) -> Any:
+    from reverse_etl.dbt import load_manifest
+
+    dbt = project.config.dbt
+    assert dbt is not None
+    return load_manifest(project.root / dbt.project_dir, dbt.target_path)
 
 
 def select(project: Project, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[SyncConfig]:
@@ -60,12 +75,18 @@ def select(project: Project, select: Sequence[str] = (), exclude: Sequence[str] 
 
 
 def run(project_dir: str | Path = ".", *, select: Sequence[str] = (), exclude: Sequence[str] = (),
-        full_refresh: bool = False, progress: ProgressCallback | None = None,
-        environ: Mapping[str, str] | None = None,
+        full_refresh: bool = False, dbt_run_results: str | Path | None = None,
+        progress: ProgressCallback | None = None, environ: Mapping[str, str] | None = None,
         client_factory: Callable[[Project], Any] | None = None) -> RunResult:
-    """Run the selected syncs (all by default) and return what each did."""
+    """Run the selected syncs (all by default) and return what each did.
+
+    With ``dbt_run_results`` (dbt's ``target/run_results.json``), only syncs whose
+    models that dbt invocation rebuilt successfully run; the others are reported
+    ``skipped`` with the reason.
+    """
     return _each_sync(project_dir, select, exclude, environ, progress, client_factory,
-                      lambda runner: runner.run(full_refresh=full_refresh))
+                      lambda runner: runner.run(full_refresh=full_refresh),
+                      dbt_run_results=dbt_run_results)
 
 
 def plan(project_dir: str | Path = ".", *, select: Sequence[str] = (), exclude: Sequence[str] = (),
@@ -78,10 +99,14 @@ def plan(project_dir: str | Path = ".", *, select: Sequence[str] = (), exclude: 
 def _each_sync(project_dir: str | Path, selectors: Sequence[str], exclude: Sequence[str],
                environ: Mapping[str, str] | None, progress: ProgressCallback | None,
                client_factory: Callable[[Project], Any] | None,
-               action: Callable[[SyncRunner], SyncResult]) -> RunResult:
+               action: Callable[[SyncRunner], SyncResult],
+               dbt_run_results: str | Path | None = None) -> RunResult:
     project = load_project(project_dir, environ)
     syncs = select(project, selectors, exclude)
     result = RunResult()
+    if dbt_run_results is not None:
+        syncs, skipped = _after_dbt(project, syncs, Path(dbt_run_results))
+        result.syncs.extend(skipped)
     if not syncs:
         return result
     factory = client_factory or _default_client
@@ -103,6 +128,34 @@ def _each_sync(project_dir: str | Path, selectors: Sequence[str], exclude: Seque
     finally:
         source.close()
     return result
+
+
+def _after_dbt(project: Project, syncs: list[SyncConfig],
+               run_results_path: Path) -> tuple[list[SyncConfig], list[SyncResult]]:
+    """Split syncs into those whose dbt models were rebuilt and skipped ones."""
+    from reverse_etl.dbt import classify, load_run_results
+
+    if project.config.dbt is None:
+        raise ConfigError(f"{project.config_path.name}: --dbt-run-results needs a `dbt:` section "
+                          "(project_dir, target_path) to read the manifest")
+    path = run_results_path if run_results_path.is_absolute() else Path.cwd() / run_results_path
+    results = load_run_results(path)
+    dbt_models = [s.model for s in syncs if not (project.models_dir / f"{s.model}.sql").is_file()]
+    verdicts = classify(_manifest(project), results, sorted(set(dbt_models)),
+                        block_on_failed_tests=project.config.dbt.block_on_failed_tests)
+    runnable: list[SyncConfig] = []
+    skipped: list[SyncResult] = []
+    for sync in syncs:
+        verdict = verdicts.get(sync.model)
+        if verdict is None:  # a plain models/*.sql model: dbt does not decide for it
+            skipped.append(SyncResult(sync=sync.name, run_id=new_run_id(), outcome="skipped",
+                                      message=f"model {sync.model!r} is not a dbt model"))
+        elif verdict.action == "run":
+            runnable.append(sync)
+        else:
+            skipped.append(SyncResult(sync=sync.name, run_id=new_run_id(), outcome="skipped",
+                                      message=f"dbt model {sync.model!r}: {verdict.reason}"))
+    return runnable, skipped
 
 
 def _default_client(project: Project) -> Any:

@@ -119,13 +119,11 @@ def plan(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], 
 def run(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], full_refresh: bool,
         dbt_run_results: Path | None, as_json: bool) -> None:
     """Send what changed since the last run, and commit what Insider acknowledged."""
-    if dbt_run_results is not None:
-        raise click.UsageError("--dbt-run-results is not wired yet")
     from reverse_etl.progress import progress_reporter
 
     with progress_reporter(enabled=not as_json) as progress:
         result = api.run(_project(ctx), select=select, exclude=exclude, full_refresh=full_refresh,
-                         progress=progress)
+                         dbt_run_results=dbt_run_results, progress=progress)
     if as_json:
         click.echo(orjson.dumps(result.to_dict()).decode())
     else:
@@ -232,6 +230,9 @@ def _print_run(result: RunResult) -> None:
     if not result.syncs:
         click.echo("no sync selected; nothing to do")
     for sync in result.syncs:
+        if sync.outcome == "skipped":
+            click.echo(f"{sync.sync}: skipped: {sync.message}")
+            continue
         if sync.outcome == "failed" and not sync.counts.get("to_send"):
             click.echo(f"{sync.sync}: failed: {sync.message}", err=True)
             continue

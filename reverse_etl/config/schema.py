@@ -216,6 +216,15 @@ class ModelsConfig(Strict):
     path: str = "models"
 
 
+class DbtConfig(Strict):
+    """A dbt project whose models syncs may name (resolved via target/manifest.json)."""
+
+    project_dir: str = "."
+    target_path: str = "target"
+    block_on_failed_tests: bool = True
+    """With --dbt-run-results: skip a sync whose model's dbt tests failed in that run."""
+
+
 class ProjectConfig(Strict):
     """The whole syncs.yml."""
 
@@ -224,6 +233,7 @@ class ProjectConfig(Strict):
     destination: InsiderDestinationConfig
     state: StateConfig = StateConfig()
     models: ModelsConfig = ModelsConfig()
+    dbt: DbtConfig | None = None
     syncs: list[SyncConfig]
 
     @model_validator(mode="after")
