@@ -145,9 +145,9 @@ def _refuse_literal_secrets(
         if isinstance(block, dict) and block.get(field) not in (None, ""):
             _require_env_var(raw_lines, lines, (section, field), filename)
     source = data.get("source")
-    if isinstance(source, dict) and isinstance(source.get("url"), str):
-        if _URL_WITH_PASSWORD.match(source["url"]):
-            _require_env_var(raw_lines, lines, ("source", "url"), filename)
+    url = source.get("url") if isinstance(source, dict) else None
+    if isinstance(url, str) and _URL_WITH_PASSWORD.match(url):
+        _require_env_var(raw_lines, lines, ("source", "url"), filename)
 
 
 def _require_env_var(
