@@ -116,13 +116,15 @@ class Pipeline:
             }
             body: Any = None
             parse_error = None
-            try:
-                body = orjson.loads(raw) if raw else None
-            except orjson.JSONDecodeError as exc:
-                parse_error = str(exc)
-                entry["body"] = {"_unparsed": raw[:500].decode("utf-8", "replace")}
-            if parse_error is None:
-                entry["body"] = body
+            if len(raw) > max_body:
+                entry["body"] = {"_oversize_bytes": len(raw)}  # refused unparsed below
+            else:
+                try:
+                    body = orjson.loads(raw) if raw else None
+                    entry["body"] = body
+                except orjson.JSONDecodeError as exc:
+                    parse_error = str(exc)
+                    entry["body"] = {"_unparsed": raw[:500].decode("utf-8", "replace")}
             entry["skip_hook"] = body.get("skip_hook") if type(body) is dict else None
             outcome = await self._pre(request, endpoint, entry, fps)
             if outcome is None:

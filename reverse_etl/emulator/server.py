@@ -229,9 +229,12 @@ def serve(host: str = "127.0.0.1", port: int = 8787, partner: str = "acme",
     """Serve the emulator until interrupted; prints one "listening on ..." line.
 
     The process is the emulator's alone, so its GC is tuned for throughput
-    (:func:`tune_gc_for_throughput`) unless ``tune_gc=False`` is passed.
+    (:func:`tune_gc_for_throughput`) unless ``tune_gc=False`` is passed. A
+    long-running server keeps only the last 1,000 requests in its log unless
+    ``request_log_limit`` says otherwise (``None``: unbounded).
     """
     options.setdefault("tune_gc", True)
+    options.setdefault("request_log_limit", 1000)
     emu = Emulator(partner, api_key, host, port, **options).start()
     print(f"reverse-etl emulator listening on {emu.url} (partner {partner!r}; "
           f"UCD /api/..., FPS /fps/v1/upload, admin /_emulator/)", flush=True)
@@ -252,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8787)
     parser.add_argument("--partner", default="acme")
     parser.add_argument("--api-key", default="test-key")
-    parser.add_argument("--request-log-limit", type=int, default=None)
+    parser.add_argument("--request-log-limit", type=int, default=1000,
+                        help="requests kept in the inspection log (default 1000)")
     args = parser.parse_args(argv)
     try:
         serve(args.host, args.port, args.partner, args.api_key,

@@ -225,3 +225,29 @@ def test_invalid_export_requests_are_400(client: httpx.Client, insider_emulator:
     assert r.status_code == 400
     assert r.json()["error"].endswith(": bad request")
     assert client.post(EXPORT, json=request(receiver, "json")).status_code == 200
+
+
+def test_dynamic_segments_select_profiles(client: httpx.Client, insider_emulator: Emulator,
+                                          receiver: Receiver) -> None:
+    seed(client)
+    insider_emulator.add_dynamic_segment(
+        7, lambda p: p["attributes"]["custom"].get("tier") == "gold")
+    body = request(receiver, "json", segment={"segment_id": 7})
+    del body["events"]
+    assert client.post(EXPORT, json=body).status_code == 200
+    rows = [json.loads(x) for x in fetch(insider_emulator, receiver).text.splitlines()]
+    assert [r["id_uuid"] for r in rows] == ["u1"]
+
+
+def test_admin_endpoint_adds_an_every_profile_segment(client: httpx.Client,
+                                                      insider_emulator: Emulator,
+                                                      receiver: Receiver) -> None:
+    seed(client)
+    bad = client.post(EXPORT, json=request(receiver, "json", segment={"segment_id": 8}))
+    assert bad.status_code == 400 and "not a dynamic segment" in bad.json()["error"]
+    assert httpx.post(insider_emulator.url + "/_emulator/dynamic_segments",
+                      json={"segment_id": 8}).status_code == 200
+    assert client.post(EXPORT, json=request(receiver, "json",
+                                            segment={"segment_id": 8})).status_code == 200
+    rows = [json.loads(x) for x in fetch(insider_emulator, receiver).text.splitlines()]
+    assert sorted({r["id_uuid"] for r in rows}) == ["u1", "u2"]

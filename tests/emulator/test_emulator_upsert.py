@@ -310,3 +310,15 @@ def test_admin_endpoints_mirror_python_helpers(client: httpx.Client,
     assert httpx.post(base + "/reset").status_code == 200
     assert insider_emulator.counts()["users"] == 0
     assert insider_emulator.requests() == []
+
+
+def test_upsert_by_insider_id(client: httpx.Client, insider_emulator: Emulator) -> None:
+    upsert(client, user("u1", name="a"))
+    p = insider_emulator.profile(uuid="u1")
+    assert p is not None
+    r = upsert(client, {"insider_id": p["insider_id"], "attributes": {"name": "b"}},
+               {"insider_id": "nope", "attributes": {"name": "c"}})
+    data = r.json()["data"]
+    assert data["successful"] == {"count": 1}
+    assert list(data["fail"]["errors"]) == ["users.1.insider_id.exists"]
+    assert insider_emulator.profile(insider_id=p["insider_id"])["attributes"]["name"] == "b"  # type: ignore[index]
