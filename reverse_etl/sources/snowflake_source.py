@@ -187,7 +187,7 @@ class SnowflakeSource:
         try:
             # Microsecond timestamps keep one schema across chunks (and dates past 2262).
             tables = cursor.fetch_arrow_batches(force_microsecond_precision=True)
-        except TypeError:  # connectors before 4.x have no such option
+        except TypeError:  # older connectors have no such option
             tables = cursor.fetch_arrow_batches()
 
         def chunks() -> Iterator[pa.RecordBatch]:
@@ -210,6 +210,7 @@ class SnowflakeSource:
         return chunks()
 
     def _message(self, exc: BaseException) -> str:
-        # The connector's str() carries the errno and SQL state; msg alone reads better.
+        # msg is the server's text (with error code and SQL state), without the
+        # connector's extra decorations that str() may add.
         text = getattr(exc, "msg", None) or str(exc)
         return one_line(text, secrets=self._secrets)

@@ -18,6 +18,7 @@ import pyarrow as pa
 from reverse_etl.config.schema import SQLAlchemySourceConfig
 from reverse_etl.errors import SourceError
 from reverse_etl.sources.normalize import one_line, result_names, stable_reader
+from reverse_etl.sources.sqlite_types import DeclaredTypeDecoder, declared_types
 
 INSTALL_HINT = "pip install 'reverse_etl[sqlalchemy]'"
 DEFAULT_CONNECT_TIMEOUT = 15
@@ -120,6 +121,7 @@ class SQLAlchemySource:
                 f"{_install_hint(url)}"
             ) from None
         self._engine = engine
+        self._decoders: list[DeclaredTypeDecoder] = []
         self.dialect: str = _SQLGLOT.get(engine.dialect.name, engine.dialect.name)
         """sqlglot name of the warehouse's SQL dialect."""
         try:
@@ -131,6 +133,13 @@ class SQLAlchemySource:
     def fetch(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
         """Run ``sql`` and stream its result, batches of at most ``batch_size`` rows."""
         sa = _sqlalchemy()
+        # SQLite reports no result types; its declared ones are read before the
+        # model runs (the probe cannot run while the model's statement reads).
+        declared = (
+            declared_types(self._conn.connection.dbapi_connection, sql)
+            if self._engine.dialect.name == "sqlite"
+            else {}
+        )
         conn = self._conn.execution_options(
             stream_results=True,
             yield_per=batch_size,
@@ -147,6 +156,9 @@ class SQLAlchemySource:
             raise SourceError("the model returned no rows to fetch: a model must be a query (SELECT ...)")
         raw_names = list(result.keys())
         names = result_names(raw_names, fold_upper=False)
+        decoder = DeclaredTypeDecoder(declared, dict(enumerate(names))) if declared else None
+        if decoder is not None:
+            self._decoders.append(decoder)
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
@@ -165,11 +177,15 @@ class SQLAlchemySource:
             batches(),
             names=names,
             batch_size=batch_size,
+            decoder=decoder,
             type_hints=_type_hints(result, self._engine.dialect),
         )
 
     def close(self) -> None:
         """Close the connection and its pool (idempotent)."""
+        for decoder in self._decoders:
+            decoder.close()
+        self._decoders.clear()
         self._rollback()
         self._conn.close()
         self._engine.dispose()

@@ -156,3 +156,35 @@ def test_not_a_url_does_not_echo_it() -> None:
     with pytest.raises(SourceError) as info:
         open_source(_config("this is :: not a url with pw-secret-3"), root=".")
     assert "pw-secret-3" not in str(info.value)
+
+
+def test_sqlite_declared_types_are_honoured(tmp_path: Path) -> None:
+    path = tmp_path / "typed.sqlite"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE t (id INTEGER, optin BOOLEAN, born DATE, seen TIMESTAMP, "
+                    "tags JSON, props JSON)")
+        con.execute("INSERT INTO t VALUES (1, 1, '1990-05-01', '2026-01-01 09:30:00', "
+                    "'[\"a\", \"b\"]', '{\"k\": 1}')")
+        con.execute("INSERT INTO t VALUES (2, 0, NULL, NULL, NULL, NULL)")
+    con.close()
+    source = open_source(_config(f"sqlite:///{path}"), root=".")
+    try:
+        # Declared types survive subqueries and aliases; an expression has none.
+        table = source.fetch(
+            "SELECT id, optin AS email_optin, born, seen, tags, props, optin + 0 AS n "
+            "FROM (SELECT * FROM t) ORDER BY id"
+        ).read_all()
+        leftovers = source.fetch("SELECT count(*) AS n FROM sqlite_temp_master").read_all()
+    finally:
+        source.close()
+    assert leftovers.to_pylist() == [{"n": 0}]  # the type probe leaves nothing behind
+    types = {f.name: f.type for f in table.schema}
+    assert types == {
+        "id": pa.int64(), "email_optin": pa.bool_(), "born": pa.date32(),
+        "seen": pa.timestamp("us"), "tags": pa.list_(pa.string()), "props": pa.string(),
+        "n": pa.int64(),
+    }
+    first, second = table.to_pylist()
+    assert first["email_optin"] is True and second["email_optin"] is False
+    assert first["tags"] == ["a", "b"] and first["props"] == '{"k": 1}'
+    assert str(first["born"]) == "1990-05-01" and str(first["seen"]) == "2026-01-01 09:30:00"
