@@ -195,7 +195,7 @@ def test_skip_hook_and_attribute_delete(insider_emulator: Emulator) -> None:
     delete = '{"identifiers":{"uuid":"u1"},"whole":["name"]}'
     c.deliver(Endpoint.ATTRIBUTE_DELETE, [([1], [delete])], on_result=results)
     log = insider_emulator.requests()
-    assert log[0]["skip_hook"] is True and "skip_hook" not in log[1]
+    assert log[0]["body"]["skip_hook"] is True and "skip_hook" not in log[1]["body"]
     assert log[1]["path"] == "/api/user/v1/attribute/delete"
     assert sorted(results.acked) == [0, 1, 1, 2]
 
