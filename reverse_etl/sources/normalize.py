@@ -82,17 +82,14 @@ def stable_reader(
     *,
     names: Sequence[str],
     batch_size: int,
-    empty_schema: pa.Schema | None = None,
     decoder: BatchDecoder | None = None,
     type_hints: Mapping[int, pa.DataType] | None = None,
     lookahead: int = LOOKAHEAD_BATCHES,
 ) -> pa.RecordBatchReader:
     """Stream ``batches`` under one schema, with columns renamed to ``names``.
 
-    Batches are sliced to at most ``batch_size`` rows. ``empty_schema`` gives
-    the schema of a result that yields no batch at all (default: NULL-typed
-    columns); ``type_hints`` (column position →
-    type) type columns that stay NULL in every batch looked at.
+    Batches are sliced to at most ``batch_size`` rows. ``type_hints`` (column
+    position → type) type columns that stay NULL in every batch looked at.
     """
     buffered: list[pa.RecordBatch] = []
     untyped: set[int] | None = None
@@ -110,10 +107,8 @@ def stable_reader(
     decoded = [decoder.decode(b) for b in buffered] if decoder is not None else buffered
     if decoded:
         schema = _unify([b.schema for b in decoded], names, type_hints or {}, exhausted)
-    else:
-        schema = _rename(_widen(empty_schema), names) if empty_schema is not None else (
-            pa.schema([(n, pa.null()) for n in names])
-        )
+    else:  # the sources send an empty batch for an empty result; this is a fallback
+        schema = pa.schema([(n, pa.null()) for n in names])
 
     def stream() -> Iterator[pa.RecordBatch]:
         for batch in decoded:

@@ -23,7 +23,7 @@ import pyarrow as pa
 from reverse_etl.config.schema import SnowflakeSourceConfig
 from reverse_etl.errors import SourceError
 from reverse_etl.sources.normalize import one_line, result_names, stable_reader
-from reverse_etl.sources.variant import Default, JsonDecoder
+from reverse_etl.sources.variant import JsonDecoder, Kind
 
 DEFAULT_LOGIN_TIMEOUT = 30
 """Seconds the connector keeps retrying a login before giving up."""
@@ -31,7 +31,7 @@ DEFAULT_LOGIN_TIMEOUT = 30
 INSTALL_HINT = "pip install 'reverse_etl[snowflake]'"
 
 # How a JSON-text column of each Snowflake type defaults when it holds only NULLs.
-_JSON_TYPES: dict[str, Default] = {"VARIANT": "scalar", "ARRAY": "list", "OBJECT": "text"}
+_JSON_TYPES: dict[str, Kind] = {"VARIANT": "scalar", "ARRAY": "list", "OBJECT": "text"}
 
 
 def _connector() -> Any:

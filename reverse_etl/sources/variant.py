@@ -29,7 +29,6 @@ from reverse_etl.errors import SourceError
 from reverse_etl.sources.normalize import one_line
 
 Kind = Literal["text", "scalar", "list"]
-Default = Literal["text", "scalar", "list"]
 
 # DuckDB's inferred JSON types → the type a column is decoded to.
 _SCALARS = {
@@ -123,7 +122,7 @@ class JsonDecoder:
     decoded at all).
     """
 
-    def __init__(self, columns: Mapping[int, Default], names: Mapping[int, str]) -> None:
+    def __init__(self, columns: Mapping[int, Kind], names: Mapping[int, str]) -> None:
         self._defaults = {i: d for i, d in columns.items() if d != "text"}
         self._names = names
         self._seen: dict[int, Shape | None] = dict.fromkeys(self._defaults)

@@ -9,7 +9,7 @@ import pytest
 
 from reverse_etl.errors import SourceError
 from reverse_etl.sources.normalize import normalize_column_name, one_line, stable_reader
-from reverse_etl.sources.variant import Default, JsonDecoder
+from reverse_etl.sources.variant import JsonDecoder, Kind
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_a_later_batch_that_does_not_fit_is_a_source_error() -> None:
         reader.read_all()
 
 
-def _decode(*chunks: Sequence[str | None], default: Default = "scalar") -> pa.Table:
+def _decode(*chunks: Sequence[str | None], default: Kind = "scalar") -> pa.Table:
     decoder = JsonDecoder({0: default}, {0: "v"})
     batches = (pa.RecordBatch.from_arrays([pa.array(c, pa.string())], names=["V"]) for c in chunks)
     try:
