@@ -2,8 +2,9 @@
 
 Each :class:`Endpoint` carries its HTTP method, path and :class:`RateFamily`.
 Insider documents limits per minute; the limiters here spread each budget
-over short buckets (at least one second long) so a run never bursts a whole
-minute's allowance at once, which is the safer reading of "N per minute".
+over short buckets (about a second's worth) so a run never bursts a whole
+minute's allowance at once, and never exceeds it in any sliding minute, which
+is the safer reading of "N per minute".
 """
 
 from __future__ import annotations
@@ -70,16 +71,21 @@ _BULK = frozenset({Endpoint.UPSERT, Endpoint.ATTRIBUTE_DELETE})
 
 
 def limiter_for(per_minute: int) -> AsyncLimiter:
-    """A leaky-bucket limiter allowing ``per_minute`` requests a minute.
+    """A leaky-bucket limiter that never lets more than ``per_minute`` requests into any minute.
 
-    The bucket holds one second's worth of requests (or one request, for
-    budgets under 60/min, with a correspondingly longer period), so bursts
-    stay small while the long-run rate equals the budget.
+    The bucket holds one second's worth of requests (at least one), so bursts
+    stay small. A leaky bucket of capacity ``C`` draining at ``r`` per second
+    admits up to ``C + 60 r`` requests in a sliding minute, so it drains at
+    ``(per_minute - C) / 60`` per second: the budget holds in every window,
+    not just on average.
     """
     if per_minute <= 0:
         raise ValueError("a rate limit must be positive")
-    period = max(1.0, 60.0 / per_minute)
-    return AsyncLimiter(max_rate=per_minute * period / 60.0, time_period=period)
+    capacity = max(1.0, per_minute / 60.0)
+    if per_minute <= capacity:  # a budget of one a minute: one request, then a minute's wait
+        return AsyncLimiter(max_rate=capacity, time_period=60.0)
+    rate_per_second = (per_minute - capacity) / 60.0
+    return AsyncLimiter(max_rate=capacity, time_period=capacity / rate_per_second)
 
 
 def build_limiters(limits: RateLimits) -> dict[RateFamily, AsyncLimiter]:
