@@ -30,11 +30,11 @@ def validate(project_dir: str | Path = ".", *, environ: Mapping[str, str] | None
 
     Raises :class:`ConfigError` (or :class:`SourceError`) on the first problem.
     """
-    from reverse_etl.engine.fields import plan_fields
+    from reverse_etl.engine.modes import mode_for
 
     project = load_project(project_dir, environ)
     for sync in project.config.syncs:
-        plan_fields(sync)
+        mode_for(sync)
         resolve_sync_model(project, sync)
     if check_source:
         source = open_source(project.config.source, str(project.root))

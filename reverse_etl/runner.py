@@ -20,7 +20,9 @@ import pyarrow as pa
 
 from reverse_etl.config.schema import Project, SyncConfig
 from reverse_etl.engine import diff, rejected
-from reverse_etl.engine.fields import Field, encode_field, plan_fields, resolve_columns
+from reverse_etl.engine.fields import Field, encode_field, resolve_columns
+from reverse_etl.engine.modes import mode_for
+from reverse_etl.engine.sqltext import ident
 from reverse_etl.engine.session import MODEL_TABLE, engine_connection, load_model
 from reverse_etl.engine.sqltext import first_row, literal, scalar
 from reverse_etl.errors import ConfigError, DeliveryError, SourceError
@@ -82,7 +84,8 @@ class SyncRunner:
         self.client_factory = client_factory
         self.progress = progress
         self.state = SyncState(project.state_dir, sync.name)
-        self.fields, self.key = plan_fields(sync)
+        self.mode = mode_for(sync)
+        self.tracked = self.mode.tracked
         self.fingerprint = sync_fingerprint(sync, model)
 
     # ------------------------------------------------------------------ API
@@ -150,7 +153,7 @@ class SyncRunner:
             # The change set is on disk before the first request: a crash can be folded later.
             con.execute(f"COPY changes TO {literal(str(pending_path))} (FORMAT parquet)")
             self.state.begin_pending(Pending(run_id=result.run_id, fingerprint=self.fingerprint,
-                                             fields=[f.name for f in self.fields]))
+                                             fields=[f.name for f in self.tracked]))
         delivery = self._deliver(con, journal_path)
         result.seconds["deliver"] = round(time.perf_counter() - t0, 3)
         result.requests = delivery.requests
@@ -179,9 +182,21 @@ class SyncRunner:
         if not fold_pending:
             result.counts["recovered"] = self._recover(con)
         lower = {name.lower(): name for name in types}
-        columns = resolve_columns(self.fields, lower, self.sync.name, self.model.name)
-        encoded = [encode_field(f, columns[f.name], types[columns[f.name]]) for f in self.fields]
-        diff.create_current(con, MODEL_TABLE, encoded, columns[self.key.name], self.key.name)
+        mode = self.mode
+        columns = resolve_columns([*mode.fields, *mode.columns_only], lower, self.sync.name, self.model.name)
+        encoded = {f.name: encode_field(f, columns.get(f.name), types.get(columns.get(f.name, ""))) for f in mode.fields}
+
+        def column_of(f: Field) -> str:
+            return ident(columns[f.name])
+
+        def type_of(f: Field) -> str:
+            return types[columns[f.name]]
+
+        def value_of(f: Field) -> str:
+            return f"({encoded[f.name].value_sql})"
+
+        diff.create_current(con, MODEL_TABLE, list(encoded.values()), mode.key_sql(column_of, value_of),
+                            mode.key_label, self.tracked, mode.row_reasons(column_of, type_of, value_of))
         meta = self.state.meta()
         snapshot = self.state.snapshot_path()
         if full_refresh:
@@ -191,15 +206,15 @@ class SyncRunner:
         elif meta.fingerprint != self.fingerprint:
             result.full_resend_reason = "the sync's mapping or model changed since the last run"
         if result.full_resend_reason or snapshot is None:
-            diff.create_empty_snapshot(con, self.fields)
+            diff.create_empty_snapshot(con, self.tracked)
         else:
-            diff.load_snapshot(con, str(snapshot), self.fields)
+            diff.load_snapshot(con, str(snapshot), self.tracked)
             if fold_pending and self.state.pending() is not None:
                 # plan shows what a run would do, including finishing a crashed run.
                 self._fold_pending_in_memory(con)
                 diff.replace_snapshot(con, "new_snap")
-        diff.create_changes(con, self.fields, on_removed=self.sync.on_removed,
-                            not_append=not self.sync.options.append_arrays)
+        diff.create_delta(con, self.tracked)
+        mode.build_changes(con)
         rej_path = self.state.rejected_path()
         rejected.load_rejected(con, str(rej_path) if rej_path else None)
         result.counts["held_back"] = rejected.hold_back(con, self.sync.max_attempts)
@@ -249,9 +264,8 @@ class SyncRunner:
                 self.progress(f"{self.sync.name}: sending", done, total)
 
         try:
-            for op_group, endpoint_name in (("'upsert'", "UPSERT"),
-                                            ("'clear', 'remove_clear'", "ATTRIBUTE_DELETE"),
-                                            ("'delete_user'", "USER_DELETE")):
+            for ops, endpoint_name in self.mode.deliveries:
+                op_group = ", ".join(literal(op) for op in ops)
                 chunks = _chunks(con, f"op IN ({op_group}) AND payload IS NOT NULL")
                 stats = client.deliver(
                     Endpoint[endpoint_name], chunks, on_result=on_result,
@@ -278,7 +292,7 @@ class SyncRunner:
         touched = bool(acked) or bool(scalar(con, f"SELECT count(*) FROM changes WHERE op IN ({auto})"))
         unchanged_snapshot = not touched and self.state.meta().fingerprint == self.fingerprint
         if not unchanged_snapshot:
-            diff.fold(con, self.fields, "acked")
+            diff.fold(con, self.tracked, "acked", self.mode.prune_sql())
         rejected.build_new_rejected(con, result.run_id, with_validation=True, carry_unacked=False)
         meta = self._write_state(con, result.run_id, self.fingerprint, keep_snapshot=unchanged_snapshot)
         result.counts["snapshot_rows"] = meta.rows
@@ -326,8 +340,8 @@ class SyncRunner:
         pending = pending or self.state.pending()
         assert pending is not None
         pending_path, journal_path = self.state.pending_paths(pending.run_id)
-        fields = [f for f in self.fields if f.name in pending.fields] if pending.fingerprint == self.fingerprint else None
-        old_fields = fields or _fields_named(pending.fields)
+        same = pending.fingerprint == self.fingerprint
+        old_fields = self.tracked if same else _fields_named(pending.fields)
         snapshot = self.state.snapshot_path()
         if snapshot is not None:
             diff.load_snapshot(con, str(snapshot), old_fields)
@@ -337,7 +351,7 @@ class SyncRunner:
         contents = read_journal(journal_path)
         _acked_table(con, contents.acked_ranges)
         rejected.outcome_table(con, contents.rejected, contents.failed)
-        diff.fold(con, old_fields, "acked")
+        diff.fold(con, old_fields, "acked", self.mode.prune_sql() if same else None)
         return sum(e - s + 1 for s, e in contents.acked_ranges)
 
     # ----------------------------------------------------------- samples

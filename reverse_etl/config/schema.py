@@ -165,15 +165,61 @@ class SyncOptions(Strict):
     treat_phone_as_identifier: bool = True
 
 
+STANDARD_EVENT_PARAMS = frozenset(
+    {
+        "product_id", "name", "taxonomy", "url", "currency", "quantity", "unit_price",
+        "unit_sale_price", "product_image_url", "event_group_id", "variant_id", "locale",
+        "color", "size", "shipping_cost", "promotion_name", "promotion_discount", "referrer",
+        "campaign_id", "campaign_name", "user_agent",
+    }
+)
+"""Event parameters that sit at the root of ``event_params``; others go under ``custom``."""
+
+Operation = Literal[
+    "upsert", "replace_attributes", "delete_attributes", "delete_identifiers", "delete_pii",
+    "delete_users",
+]
+
+
+class EventMapping(Strict):
+    """How a user_events sync turns model rows into Insider events."""
+
+    name: str | None = None
+    """A constant event name (``purchase``), or use ``name_column``."""
+    name_column: str | None = None
+    timestamp: str = "timestamp"
+    """Column with the event time (TIMESTAMP, DATE or RFC 3339 text)."""
+    key: str | None = None
+    """Column holding a unique event id; default: a digest of the user, name, time and params."""
+    params: dict[str, str] = {}
+    """Event parameter → column; standard parameters at the root, others under ``custom``."""
+    preset: Literal["ecommerce"] | None = None
+    """``ecommerce``: map Segment-style e-commerce columns (insider-api.md §9)."""
+    ttl_days: int = Field(90, ge=1)
+    """Insider drops events older than the tenant's TTL; such rows are rejected with a reason."""
+
+    @model_validator(mode="after")
+    def _one_name(self) -> EventMapping:
+        if self.preset is None and (self.name is None) == (self.name_column is None):
+            raise ValueError("set exactly one of name (a constant) or name_column")
+        if self.name is not None and not re.match(r"^[a-z0-9][a-zA-Z0-9._-]*$", self.name):
+            raise ValueError(f"event name {self.name!r} must match ^[a-z0-9][a-zA-Z0-9._-]*$")
+        for param in self.params:
+            if not INSIDER_NAME.match(param):
+                raise ValueError(f"event parameter name {param!r} must match ^[a-z][a-z0-9_]*$")
+        return self
+
+
 class SyncConfig(Strict):
     """One sync: a model pushed to Insider in one mode."""
 
     name: str
     model: str
-    mode: Literal["user_attributes"] = "user_attributes"
-    operation: Literal["upsert"] = "upsert"
+    mode: Literal["user_attributes", "user_events"] = "user_attributes"
+    operation: Operation = "upsert"
     identifiers: IdentifierMapping
     attributes: dict[str, str] = {}
+    event: EventMapping | None = None
     on_removed: Literal["ignore", "clear_attributes", "delete_user"] = "ignore"
     max_attempts: int = Field(5, ge=1, description="deliveries tried per rejected row")
     tags: list[str] = []
@@ -202,6 +248,26 @@ class SyncConfig(Strict):
                     f"attribute name {name!r} must match ^[a-z][a-z0-9_]*$ (lowercase, digits, _)"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _mode_fits(self) -> SyncConfig:
+        if self.mode == "user_events":
+            if self.event is None:
+                raise ValueError("mode user_events needs an `event:` mapping (name or name_column, timestamp)")
+            if self.operation != "upsert" or self.attributes:
+                raise ValueError("mode user_events takes `event:`, not operation or attributes")
+        elif self.event is not None:
+            raise ValueError("`event:` belongs to mode user_events")
+        if self.operation == "delete_identifiers" and len(self.identifiers.columns()) != 1:
+            raise ValueError("operation delete_identifiers maps exactly one identifier: the one to delete")
+        if self.operation in ("delete_attributes",) and not self.attributes:
+            raise ValueError("operation delete_attributes needs `attributes:` (the ones to delete)")
+        if self.operation in ("delete_identifiers", "delete_pii", "delete_users") and self.attributes:
+            raise ValueError(f"operation {self.operation} takes no attributes; remove them")
+        if self.on_removed != "ignore" and (self.mode != "user_attributes" or self.operation not in
+                                           ("upsert", "replace_attributes")):
+            raise ValueError("on_removed applies to user_attributes upsert/replace_attributes syncs only")
+        return self
 
 
 class StateConfig(Strict):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from reverse_etl.config.schema import DEFAULT_ATTRIBUTES, SyncConfig
+from reverse_etl.config.schema import DEFAULT_ATTRIBUTES, STANDARD_EVENT_PARAMS, SyncConfig
 from reverse_etl.engine.sqltext import ident, literal
 from reverse_etl.errors import ConfigError
 
@@ -21,29 +21,41 @@ EMAIL_RE = r"^.+@.+\..+$"
 PHONE_RE = r"^\+[1-9][0-9]{6,14}$"
 COUNTRY_RE = r"^[A-Z]{2}$"
 LANGUAGE_RE = r"^[a-z]{2}_[A-Z]{2}$"
+CURRENCY_RE = r"^[A-Z]{3}$"
+EVENT_NAME_RE = r"^[a-z0-9][a-zA-Z0-9._-]*$"
 RFC3339_FMT = "%Y-%m-%dT%H:%M:%SZ"
 CUSTOM_ATTRIBUTE_CAP = 255
 
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
                   "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
 _FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+# Text that looks like an array (`['a', 'b']`, `[1, 2]`) is parsed into one.
+_ARRAY_TEXT_RE = r"^\s*\[.*\]\s*$"
+
+Group = Literal["identifiers", "attributes", "event", "params"]
 
 
 @dataclass(frozen=True)
 class Field:
     """One mapped value of a sync."""
 
-    group: Literal["identifiers", "attributes"]
+    group: Group
     insider_name: str
     custom: bool
-    column: str
-    """The model column (as the model spells it)."""
+    column: str | None
+    """The model column (as the model spells it), or None for a constant."""
+    constant: str | None = None
 
     @property
     def name(self) -> str:
         """Column name in the engine's frames and in the snapshot."""
         middle = ".custom." if self.custom else "."
         return f"{self.group}{middle}{self.insider_name}"
+
+    @property
+    def label(self) -> str:
+        """How messages name the field (``attributes.city``)."""
+        return f"{self.group}.{self.insider_name}"
 
 
 @dataclass(frozen=True)
@@ -57,23 +69,22 @@ class EncodedField:
     """NULL when the value is acceptable, else a one-line reason naming the field."""
 
 
-def plan_fields(sync: SyncConfig) -> tuple[list[Field], Field]:
-    """The sync's fields, and the one whose value keys the snapshot."""
+# ------------------------------------------------------------------ planning
+def identifier_fields(sync: SyncConfig) -> tuple[list[Field], list[tuple[str, str]]]:
+    """Identifier fields, plus (attribute, column) pairs moved to attributes by the options."""
     fields: list[Field] = []
+    moved: list[tuple[str, str]] = []
     idents = sync.identifiers
-    moved_to_attributes: list[tuple[str, str]] = []
     for name, column in (("uuid", idents.uuid), ("email", idents.email),
                          ("phone_number", idents.phone_number)):
         if column is None:
             continue
-        as_identifier = not (
-            (name == "email" and not sync.options.treat_email_as_identifier)
-            or (name == "phone_number" and not sync.options.treat_phone_as_identifier)
-        )
-        if as_identifier:
-            fields.append(Field("identifiers", name, False, column))
+        demoted = ((name == "email" and not sync.options.treat_email_as_identifier)
+                   or (name == "phone_number" and not sync.options.treat_phone_as_identifier))
+        if demoted:
+            moved.append((name, column))
         else:
-            moved_to_attributes.append((name, column))
+            fields.append(Field("identifiers", name, False, column))
     for name, column in idents.custom.items():
         fields.append(Field("identifiers", name, True, column))
     if not fields:
@@ -81,18 +92,27 @@ def plan_fields(sync: SyncConfig) -> tuple[list[Field], Field]:
             f"sync {sync.name!r}: no identifier left once email/phone are not treated as "
             "identifiers; map uuid or a custom identifier"
         )
-    attributes = dict(moved_to_attributes)
+    return fields, moved
+
+
+def attribute_fields(sync: SyncConfig, moved: list[tuple[str, str]]) -> list[Field]:
+    """Attribute fields (default ones at the root, the rest custom), capped at 255 custom."""
+    attributes = dict(moved)
     attributes.update(sync.attributes)
-    for name, column in attributes.items():
-        fields.append(Field("attributes", name, name not in DEFAULT_ATTRIBUTES, column))
-    custom_count = sum(1 for f in fields if f.group == "attributes" and f.custom)
+    fields = [Field("attributes", name, name not in DEFAULT_ATTRIBUTES, column)
+              for name, column in attributes.items()]
+    custom_count = sum(1 for f in fields if f.custom)
     if custom_count > CUSTOM_ATTRIBUTE_CAP:
         raise ConfigError(
             f"sync {sync.name!r} maps {custom_count} custom attributes; Insider allows at most "
             f"{CUSTOM_ATTRIBUTE_CAP} per tenant: drop some from attributes"
         )
-    key = fields[0]  # uuid first, then email, phone, custom: the most stable identity
-    return fields, key
+    return fields
+
+
+def param_field(name: str, column: str) -> Field:
+    """An event parameter: standard ones at the root of event_params, others custom."""
+    return Field("params", name, name not in STANDARD_EVENT_PARAMS, column)
 
 
 def resolve_columns(fields: list[Field], model_columns: dict[str, str], sync_name: str,
@@ -104,78 +124,149 @@ def resolve_columns(fields: list[Field], model_columns: dict[str, str], sync_nam
     """
     resolved: dict[str, str] = {}
     for field in fields:
+        if field.column is None:
+            continue
         real = model_columns.get(field.column.lower())
         if real is None:
             available = ", ".join(sorted(model_columns.values())) or "none"
             raise ConfigError(
-                f"sync {sync_name!r}: {field.group}.{field.insider_name} maps column "
-                f"{field.column!r}, which model {model_name!r} does not return (columns: {available})"
+                f"sync {sync_name!r}: {field.label} maps column {field.column!r}, "
+                f"which model {model_name!r} does not return (columns: {available})"
             )
         resolved[field.name] = real
     return resolved
 
 
-def encode_field(field: Field, column: str, duck_type: str) -> EncodedField:
+# ------------------------------------------------------------------ encoding
+def encode_field(field: Field, column: str | None, duck_type: str | None, *,
+                 prefix: str = "") -> EncodedField:
     """SQL encoding and validation of one field, chosen by the column's DuckDB type."""
-    col = ident(column)
-    label = f"{field.group}.{field.insider_name}"
+    if field.constant is not None:
+        return EncodedField(field, f"to_json({literal(field.constant)})", "NULL")
+    assert column is not None and duck_type is not None
+    col = prefix + ident(column)
+    kind = duck_type.upper()
     if field.group == "identifiers":
-        return _encode_identifier(field, col, label)
-    return _encode_attribute(field, col, label, duck_type.upper())
+        return _encode_identifier(field, col)
+    if field.group == "event":
+        return _encode_event_field(field, col, kind)
+    return _encode_value(field, col, kind)
 
 
-def _encode_identifier(field: Field, col: str, label: str) -> EncodedField:
+def _encode_identifier(field: Field, col: str) -> EncodedField:
     # Identifiers are strings for Insider (a numeric customer id becomes "42").
     text = f"nullif(trim(CAST({col} AS VARCHAR)), '')"
-    value = f"to_json({text})"
     reasons = []
     if field.insider_name == "email" and not field.custom:
-        reasons.append(_regex_reason(text, EMAIL_RE, f"{label}: not a valid email address: "))
+        reasons.append(_regex_reason(text, EMAIL_RE, f"{field.label}: not a valid email address: "))
     elif field.insider_name == "phone_number" and not field.custom:
-        reasons.append(_regex_reason(text, PHONE_RE, f"{label}: not an E.164 phone number (+ and 7-15 digits): "))
-    return EncodedField(field, value, _first_reason(reasons))
+        reasons.append(_regex_reason(text, PHONE_RE, f"{field.label}: not an E.164 phone number (+ and 7-15 digits): "))
+    return EncodedField(field, f"to_json({text})", _first_reason(reasons))
 
 
-def _encode_attribute(field: Field, col: str, label: str, duck_type: str) -> EncodedField:
-    name = field.insider_name
-    if duck_type == "VARCHAR":
-        text = col
-        if name == "birthday" and not field.custom:
-            parsed = f"try_cast({text} AS TIMESTAMPTZ)"
-            value = f"CASE WHEN {parsed} IS NOT NULL THEN {_rfc3339(parsed, tz=True)} END"
-            reason = (f"CASE WHEN {text} IS NOT NULL AND {parsed} IS NULL THEN "
-                      f"{literal(label + ': not an RFC3339 date: ')} || {text} END")
+def _encode_event_field(field: Field, col: str, kind: str) -> EncodedField:
+    if field.insider_name == "event_name":
+        text = f"nullif(trim(CAST({col} AS VARCHAR)), '')"
+        reason = (f"CASE WHEN {text} IS NULL THEN {literal('event.event_name: missing')} "
+                  f"WHEN NOT regexp_full_match({text}, {literal(EVENT_NAME_RE)}) THEN "
+                  f"{literal('event.event_name: must match ' + EVENT_NAME_RE + ': ')} || {text} END")
+        return EncodedField(field, f"to_json({text})", reason)
+    # timestamp
+    value, parse_reason = _datetime(col, kind, field.label)
+    missing = f"CASE WHEN {col} IS NULL THEN {literal('event.timestamp: missing; every event needs a time')} END"
+    return EncodedField(field, value, _first_reason([missing, parse_reason]))
+
+
+def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
+    """Attributes and event parameters: Insider's allowed value types (§8)."""
+    name, label, root = field.insider_name, field.label, not field.custom
+    if kind == "VARCHAR":
+        if root and name == "birthday" and field.group == "attributes":
+            value, reason = _datetime(col, kind, label)
             return EncodedField(field, value, reason)
-        value = f"to_json({text})"
+        if root and name == "taxonomy" and field.group == "params":
+            # A single category is a one-element taxonomy.
+            parsed, reason = _text_array(col, label)
+            return EncodedField(field, f"coalesce({parsed}, to_json([{col}]))", reason)
         checks = []
-        if name == "email" and not field.custom:
-            checks.append(_regex_reason(text, EMAIL_RE, f"{label}: not a valid email address: "))
-        elif name == "phone_number" and not field.custom:
-            checks.append(_regex_reason(text, PHONE_RE, f"{label}: not an E.164 phone number: "))
-        elif name == "country" and not field.custom:
-            checks.append(_regex_reason(text, COUNTRY_RE, f"{label}: not an ISO 3166-1 alpha-2 code: "))
-        elif name == "language" and not field.custom:
-            checks.append(_regex_reason(text, LANGUAGE_RE, f"{label}: not a language like en_US: "))
-        return EncodedField(field, value, _first_reason(checks))
-    if duck_type == "BOOLEAN" or duck_type in _INTEGER_TYPES or duck_type.startswith("DECIMAL"):
+        pattern = {
+            ("attributes", "email"): (EMAIL_RE, "not a valid email address"),
+            ("attributes", "phone_number"): (PHONE_RE, "not an E.164 phone number"),
+            ("attributes", "country"): (COUNTRY_RE, "not an ISO 3166-1 alpha-2 code"),
+            ("attributes", "language"): (LANGUAGE_RE, "not a language like en_US"),
+            ("params", "currency"): (CURRENCY_RE, "not an ISO 4217 currency code"),
+        }.get((field.group, name)) if root else None
+        if pattern:
+            checks.append(_regex_reason(col, pattern[0], f"{label}: {pattern[1]}: "))
+        parsed, array_reason = _text_array(col, label)
+        checks.append(array_reason)
+        return EncodedField(field, f"coalesce({parsed}, to_json({col}))", _first_reason(checks))
+    if root and field.group == "params" and name == "quantity" and kind not in _INTEGER_TYPES:
+        if kind in _FLOAT_TYPES or kind.startswith("DECIMAL"):
+            reason = (f"CASE WHEN {col} IS NOT NULL AND {col} <> round({col}) THEN "
+                      f"{literal(label + ': must be a whole number: ')} || CAST({col} AS VARCHAR) END")
+            return EncodedField(field, f"to_json(CAST({col} AS BIGINT))", reason)
+    if kind == "BOOLEAN" or kind in _INTEGER_TYPES or kind.startswith("DECIMAL"):
         return EncodedField(field, f"to_json({col})", "NULL")
-    if duck_type in _FLOAT_TYPES:
+    if kind in _FLOAT_TYPES:
         reason = (f"CASE WHEN {col} IS NOT NULL AND NOT isfinite({col}) THEN "
                   f"{literal(label + ': not a finite number: ')} || CAST({col} AS VARCHAR) END")
         return EncodedField(field, f"CASE WHEN isfinite({col}) THEN to_json({col}) END", reason)
-    if duck_type == "DATE" or duck_type.startswith("TIMESTAMP"):
-        tz = "WITH TIME ZONE" in duck_type
-        return EncodedField(field, _rfc3339(col, tz=tz), "NULL")
-    if duck_type.endswith("[]"):
-        element = duck_type[:-2]
+    if kind == "DATE" or kind.startswith("TIMESTAMP"):
+        value, _ = _datetime(col, kind, label)
+        return EncodedField(field, value, "NULL")
+    if kind.endswith("[]"):
+        element = kind[:-2]
         if element == "VARCHAR" or element in _INTEGER_TYPES or element in _FLOAT_TYPES or element.startswith("DECIMAL"):
             # Nulls inside an array have no Insider meaning; they are dropped.
             return EncodedField(field, f"to_json(list_filter({col}, lambda x: x IS NOT NULL))", "NULL")
-        kind = "booleans" if element == "BOOLEAN" else "objects" if element.startswith(("STRUCT", "MAP", "JSON")) else element.lower()
-        return _always_rejected(field, col, f"{label}: arrays of {kind} are not allowed by Insider")
-    if duck_type.startswith(("STRUCT", "MAP", "JSON", "UNION")):
+        what = ("booleans" if element == "BOOLEAN"
+                else "objects" if element.startswith(("STRUCT", "MAP", "JSON")) else element.lower())
+        return _always_rejected(field, col, f"{label}: arrays of {what} are not allowed by Insider")
+    if kind.startswith(("STRUCT", "MAP", "JSON", "UNION")):
         return _always_rejected(field, col, f"{label}: objects are not allowed by Insider; flatten it into columns")
-    return _always_rejected(field, col, f"{label}: values of type {duck_type} are not supported; cast it to text or a number")
+    return _always_rejected(field, col, f"{label}: values of type {kind} are not supported; cast it to text or a number")
+
+
+def _text_array(col: str, label: str) -> tuple[str, str]:
+    """(JSON array or NULL, reason) for text like ``['a', 'b']`` or ``[1, 2]``.
+
+    JSON text is taken as is; Python-style single quotes are accepted too. The
+    array must hold only strings or only numbers (Insider's rule).
+    """
+    looks = f"({col} IS NOT NULL AND regexp_full_match({col}, {literal(_ARRAY_TEXT_RE)}))"
+    as_json = (f"CASE WHEN json_valid({col}) THEN {col}::JSON "
+               f"WHEN json_valid(replace({col}, '''', '\"')) THEN replace({col}, '''', '\"')::JSON END")
+    kinds = f"list_distinct(list_transform(CAST(json_extract({as_json}, '$[*]') AS JSON[]), lambda x: json_type(x)))"
+    strings = f"list_has_all(['VARCHAR'], {kinds})"
+    numbers = f"list_has_all(['BIGINT', 'UBIGINT', 'DOUBLE'], {kinds})"
+    ok = f"(json_type({as_json}) = 'ARRAY' AND ({strings} OR {numbers}))"
+    value = f"CASE WHEN {looks} AND {ok} THEN json({as_json})::VARCHAR END"
+    reason = (f"CASE WHEN {looks} AND json_type({as_json}) = 'ARRAY' AND NOT ({strings} OR {numbers}) THEN "
+              f"{literal(label + ': arrays must hold only strings or only numbers (no objects, booleans or mixed types): ')} "
+              f"|| {col} END")
+    return value, reason
+
+
+def _datetime(col: str, kind: str, label: str) -> tuple[str, str]:
+    """(RFC 3339 UTC JSON text, reason) for a DATE, TIMESTAMP[TZ] or text column."""
+    if kind == "VARCHAR":
+        parsed = f"try_cast({col} AS TIMESTAMPTZ)"
+        reason = (f"CASE WHEN {col} IS NOT NULL AND {parsed} IS NULL THEN "
+                  f"{literal(label + ': not an RFC 3339 date-time: ')} || {col} END")
+        return f"CASE WHEN {parsed} IS NOT NULL THEN {_rfc3339(parsed, tz=True)} END", reason
+    if kind == "DATE" or kind.startswith("TIMESTAMP"):
+        return _rfc3339(col, tz="WITH TIME ZONE" in kind), "NULL"
+    return "NULL", f"CASE WHEN {col} IS NOT NULL THEN {literal(label + ': expected a date or timestamp, not ' + kind)} END"
+
+
+def timestamp_sql(col: str, kind: str) -> str:
+    """The column as a UTC TIMESTAMP (for TTL checks), NULL when unparseable."""
+    if kind.upper() == "VARCHAR":
+        return f"CAST(timezone('UTC', try_cast({col} AS TIMESTAMPTZ)) AS TIMESTAMP)"
+    if "WITH TIME ZONE" in kind.upper():
+        return f"CAST(timezone('UTC', {col}) AS TIMESTAMP)"
+    return f"CAST({col} AS TIMESTAMP)"
 
 
 def _always_rejected(field: Field, col: str, message: str) -> EncodedField:
@@ -193,6 +284,7 @@ def _regex_reason(text: str, pattern: str, message: str) -> str:
 
 
 def _first_reason(reasons: list[str]) -> str:
+    reasons = [r for r in reasons if r != "NULL"]
     if not reasons:
         return "NULL"
     if len(reasons) == 1:

@@ -1,0 +1,100 @@
+"""What every sync mode provides to the engine.
+
+A mode decides which fields a sync encodes, which of them the snapshot tracks,
+how a row is keyed, which rows are invalid beyond their fields' own rules, and
+how the ``delta`` (rows new or changed since the snapshot) becomes operations
+in ``changes``. Diffing, delivery, journaling and folding are shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+import duckdb
+
+from reverse_etl.config.schema import SyncConfig
+from reverse_etl.engine.fields import Field
+from reverse_etl.engine.sqltext import ident
+
+Delivery = tuple[tuple[str, ...], str]
+"""(operations, Endpoint name) delivered together, in order."""
+
+
+class Mode(ABC):
+    """Base of the sync modes."""
+
+    deliveries: Sequence[Delivery] = ()
+
+    def __init__(self, sync: SyncConfig) -> None:
+        self.sync = sync
+        self.fields: list[Field] = []
+        self.tracked: list[Field] = []
+        self.key_field: Field | None = None
+        self.columns_only: list[Field] = []
+        """Fields whose columns are read but not encoded (an event key column)."""
+
+    @property
+    def key_label(self) -> str:
+        """How messages name the key."""
+        return self.key_field.label if self.key_field else "event key"
+
+    def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str]) -> str:
+        """SQL of a row's key (text) over the model row."""
+        assert self.key_field is not None
+        return f"nullif(trim(CAST({column_of(self.key_field)} AS VARCHAR)), '')"
+
+    def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
+                    value_of: Callable[[Field], str]) -> list[str]:
+        """Extra SQL reasons a row is invalid (beyond each field's own rules)."""
+        return []
+
+    @abstractmethod
+    def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create ``changes`` from ``delta``, ``cur`` and ``snap``."""
+
+    def prune_sql(self) -> str | None:
+        """Condition over a snapshot row (``s.`` columns) that drops it at fold time."""
+        return None
+
+
+# ----------------------------------------------------------------- helpers
+def cur(f: Field) -> str:
+    """A delta row's current value of ``f``."""
+    return "d." + ident(f.name)
+
+
+def old(f: Field) -> str:
+    """A delta row's snapshot value of ``f`` (NULL when the row is new)."""
+    return "d." + ident("s:" + f.name)
+
+
+def snap(f: Field) -> str:
+    """A removed row's snapshot value of ``f``."""
+    return "s." + ident(f.name)
+
+
+def writes(tracked: Sequence[Field], value: Callable[[Field], str], write: Callable[[Field], str]) -> str:
+    """The ``v:``/``w:`` columns of ``changes``: what the snapshot takes once acknowledged."""
+    return ", ".join(f"{value(f)} AS {ident('v:' + f.name)}, {write(f)} AS {ident('w:' + f.name)}"
+                     for f in tracked)
+
+
+def no_writes(tracked: Sequence[Field]) -> str:
+    """``v:``/``w:`` columns that change nothing."""
+    return writes(tracked, lambda f: "NULL::VARCHAR", lambda f: "FALSE")
+
+
+def numbered(ops_sql: str) -> str:
+    """``CREATE TABLE changes`` with stable row ids (by operation, then key)."""
+    return f"""
+        CREATE OR REPLACE TABLE changes AS
+        WITH ops AS ({ops_sql})
+        SELECT (row_number() OVER (ORDER BY op, key) - 1)::BIGINT AS row_id, * FROM ops
+    """
+
+
+def removed_rows(tracked: Sequence[Field], op_sql: str = "'forget'", payload_sql: str = "NULL") -> str:
+    """SELECT of snapshot rows whose key left the model."""
+    return (f"SELECT s.key, 'removed' AS change, {op_sql} AS op, {payload_sql} AS payload, "
+            f"{no_writes(tracked)} FROM snap s ANTI JOIN cur c ON s.key = c.key")
