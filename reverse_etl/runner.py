@@ -22,9 +22,8 @@ from reverse_etl.config.schema import Project, SyncConfig
 from reverse_etl.engine import diff, rejected
 from reverse_etl.engine.fields import Field, encode_field, resolve_columns
 from reverse_etl.engine.modes import mode_for
-from reverse_etl.engine.sqltext import ident
 from reverse_etl.engine.session import MODEL_TABLE, engine_connection, load_model
-from reverse_etl.engine.sqltext import first_row, literal, scalar
+from reverse_etl.engine.sqltext import first_row, ident, literal, scalar
 from reverse_etl.errors import ConfigError, DeliveryError, SourceError
 from reverse_etl.models import ResolvedModel
 from reverse_etl.results import SyncResult

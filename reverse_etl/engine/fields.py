@@ -201,11 +201,12 @@ def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
         parsed, array_reason = _text_array(col, label)
         checks.append(array_reason)
         return EncodedField(field, f"coalesce({parsed}, to_json({col}))", _first_reason(checks))
-    if root and field.group == "params" and name == "quantity" and kind not in _INTEGER_TYPES:
-        if kind in _FLOAT_TYPES or kind.startswith("DECIMAL"):
-            reason = (f"CASE WHEN {col} IS NOT NULL AND {col} <> round({col}) THEN "
-                      f"{literal(label + ': must be a whole number: ')} || CAST({col} AS VARCHAR) END")
-            return EncodedField(field, f"to_json(CAST({col} AS BIGINT))", reason)
+    fractional = kind in _FLOAT_TYPES or kind.startswith("DECIMAL")
+    if root and field.group == "params" and name == "quantity" and fractional:
+        # Insider wants an integer quantity: 2.0 is sent as 2, 2.5 is rejected.
+        reason = (f"CASE WHEN {col} IS NOT NULL AND {col} <> round({col}) THEN "
+                  f"{literal(label + ': must be a whole number: ')} || CAST({col} AS VARCHAR) END")
+        return EncodedField(field, f"to_json(CAST({col} AS BIGINT))", reason)
     if kind == "BOOLEAN" or kind in _INTEGER_TYPES or kind.startswith("DECIMAL"):
         return EncodedField(field, f"to_json({col})", "NULL")
     if kind in _FLOAT_TYPES:
