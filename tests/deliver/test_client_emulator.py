@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from reverse_etl.deliver import Endpoint
+from reverse_etl.deliver import Endpoint, InsiderClient
 from reverse_etl.emulator import Emulator
 from reverse_etl.errors import AuthenticationError
 
-from .helpers import API_KEY, Collector, client, user, user_chunks, uuids_in_ok_requests
+from .helpers import API_KEY, Collector, client, config, user, user_chunks, uuids_in_ok_requests
 
 
 def test_100k_upsert_with_30_percent_faults_loses_and_duplicates_nothing() -> None:
@@ -263,3 +263,20 @@ def test_chunks_are_pulled_lazily(insider_emulator: Emulator) -> None:
     )
     assert pulled == 200
     assert pulled_at_first_result[0] <= 5  # two in flight, not the whole input
+
+
+def test_injected_transport_is_used(insider_emulator: Emulator) -> None:
+    import httpx
+
+    class Counting(httpx.AsyncHTTPTransport):
+        calls = 0
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            Counting.calls += 1
+            return await super().handle_async_request(request)
+
+    results = Collector()
+    c = InsiderClient(config(insider_emulator.url, concurrency=4), transport=Counting())
+    stats = c.deliver(Endpoint.UPSERT, user_chunks(5000), on_result=results)
+    assert sorted(results.acked) == list(range(5000))
+    assert Counting.calls == stats.requests == 5
