@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from reverse_etl.config.exports import ExportList
+
 INSIDER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SYNC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -55,6 +57,8 @@ class SnowflakeSourceConfig(Strict):
     database: str | None = None
     schema_: str | None = Field(default=None, alias="schema")
     query_tag: str = "reverse_etl"
+    login_timeout_seconds: int = Field(30, ge=1)
+    network_timeout_seconds: int | None = Field(None, ge=1)
     # Overrides for a local fakesnow server or a proxy.
     host: str | None = None
     port: int | None = None
@@ -74,6 +78,8 @@ class SQLAlchemySourceConfig(Strict):
 
     type: Literal["sqlalchemy"]
     url: SecretStr
+    connect_args: dict[str, Any] = {}
+    """Passed to the DBAPI driver (e.g. ``{connect_timeout: 10}``)."""
 
 
 SourceConfig = Annotated[
@@ -301,6 +307,8 @@ class ProjectConfig(Strict):
     models: ModelsConfig = ModelsConfig()
     dbt: DbtConfig | None = None
     syncs: list[SyncConfig]
+    exports: ExportList = []
+    """Raw data exports pulled back from Insider (``reverse-etl pull NAME``)."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProjectConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 import duckdb
@@ -25,6 +26,17 @@ def engine_connection(tmp_dir: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+_STREAM_FAILURE = re.compile(r"reading the stream registered as '\w+' failed: (?:Unknown error: )?(.*?)(?:\. Detail: Python exception:.*)?$")
+
+
+def _stream_error(exc: BaseException) -> str:
+    """One line from a DuckDB error, unwrapping a source error raised mid-stream."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    match = _STREAM_FAILURE.search(first)
+    return match.group(1) if match else first
+
+
 def load_model(con: duckdb.DuckDBPyConnection, source: Source, model: ResolvedModel,
                sync_name: str) -> dict[str, str]:
     """Run the model on the source and materialise it as ``model_rows``.
@@ -41,8 +53,8 @@ def load_model(con: duckdb.DuckDBPyConnection, source: Source, model: ResolvedMo
     except SourceError as exc:
         raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: {exc}") from None
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: {first}") from None
+        raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: "
+                          f"{_stream_error(exc)}") from None
     finally:
         with contextlib.suppress(duckdb.Error):
             con.unregister("model_stream")

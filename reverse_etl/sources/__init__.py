@@ -22,9 +22,9 @@ def open_source(config: SourceConfig, root: str) -> Source:
     if isinstance(config, SnowflakeSourceConfig):
         from reverse_etl.sources.snowflake_source import SnowflakeSource
 
-        return SnowflakeSource(config)
+        return SnowflakeSource(config, root)
     if isinstance(config, SQLAlchemySourceConfig):
         from reverse_etl.sources.sqlalchemy_source import SQLAlchemySource
 
-        return SQLAlchemySource(config)
+        return SQLAlchemySource(config, root)
     raise TypeError(f"unknown source config {type(config).__name__}")

@@ -51,7 +51,7 @@ class UserEvents(Mode):
     def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str]) -> str:
         if self.key_column is not None:
             return f"nullif(trim(CAST({column_of(self.key_column)} AS VARCHAR)), '')"
-        parts = ", ".join(f"coalesce({value_of(f)}, chr(30))" for f in self.fields)
+        parts = ", ".join(f"coalesce(CAST({value_of(f)} AS VARCHAR), chr(30))" for f in self.fields)
         return f"md5(concat_ws(chr(31), {parts}))"
 
     def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
