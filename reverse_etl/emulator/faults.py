@@ -19,6 +19,9 @@ A fault configuration is a plain dict (given as ``Emulator(faults=...)``, throug
                                  # endpoint names (default: every API endpoint)
     }
 
+Endpoint names: upsert, attribute_delete, identity_update, identity_delete,
+user_delete, anonymize, fps_upload, raw_export.
+
 Faults are decided before authentication and before any state change, so a 5xx,
 a 429 or a dropped connection always means "nothing was stored": a client can
 retry safely. Admin endpoints (``/_emulator/...``) are never faulted.
