@@ -104,15 +104,19 @@ def _each_sync(project_dir: str | Path, selectors: Sequence[str], exclude: Seque
     project = load_project(project_dir, environ)
     syncs = select(project, selectors, exclude)
     result = RunResult()
+    skipped: dict[str, SyncResult] = {}
     if dbt_run_results is not None:
-        syncs, skipped = _after_dbt(project, syncs, Path(dbt_run_results))
-        result.syncs.extend(skipped)
-    if not syncs:
+        skipped = _after_dbt(project, syncs, Path(dbt_run_results))
+    if len(skipped) == len(syncs):
+        result.syncs.extend(skipped[s.name] for s in syncs)
         return result
     factory = client_factory or _default_client
     source = open_source(project.config.source, str(project.root))
     try:
         for sync in syncs:
+            if sync.name in skipped:  # results stay in config order
+                result.syncs.append(skipped[sync.name])
+                continue
             try:
                 model = resolve_sync_model(project, sync)
                 runner = SyncRunner(project, sync, source, model,
@@ -130,9 +134,12 @@ def _each_sync(project_dir: str | Path, selectors: Sequence[str], exclude: Seque
     return result
 
 
-def _after_dbt(project: Project, syncs: list[SyncConfig],
-               run_results_path: Path) -> tuple[list[SyncConfig], list[SyncResult]]:
-    """Split syncs into those whose dbt models were rebuilt and skipped ones."""
+def _after_dbt(project: Project, syncs: list[SyncConfig], run_results_path: Path) -> dict[str, SyncResult]:
+    """Results for the syncs a dbt invocation did not rebuild, by sync name.
+
+    A sync whose model dbt rebuilt successfully is absent (it runs). A model
+    missing from the manifest fails only its own sync, as a config error.
+    """
     from reverse_etl.dbt import classify, load_run_results
 
     if project.config.dbt is None:
@@ -140,22 +147,31 @@ def _after_dbt(project: Project, syncs: list[SyncConfig],
                           "(project_dir, target_path) to read the manifest")
     path = run_results_path if run_results_path.is_absolute() else Path.cwd() / run_results_path
     results = load_run_results(path)
-    dbt_models = [s.model for s in syncs if not (project.models_dir / f"{s.model}.sql").is_file()]
-    verdicts = classify(_manifest(project), results, sorted(set(dbt_models)),
-                        block_on_failed_tests=project.config.dbt.block_on_failed_tests)
-    runnable: list[SyncConfig] = []
-    skipped: list[SyncResult] = []
+    manifest = _manifest(project)
+    out: dict[str, SyncResult] = {}
+
+    def not_run(sync: SyncConfig, outcome: str, message: str) -> None:
+        out[sync.name] = SyncResult(sync=sync.name, run_id=new_run_id(), outcome=outcome, message=message)
+
+    dbt_syncs = []
     for sync in syncs:
-        verdict = verdicts.get(sync.model)
-        if verdict is None:  # a plain models/*.sql model: dbt does not decide for it
-            skipped.append(SyncResult(sync=sync.name, run_id=new_run_id(), outcome="skipped",
-                                      message=f"model {sync.model!r} is not a dbt model"))
-        elif verdict.action == "run":
-            runnable.append(sync)
+        if (project.models_dir / f"{sync.model}.sql").is_file():
+            not_run(sync, "skipped", f"model {sync.model!r} is a models/*.sql model, not built by dbt")
+        elif manifest.find(sync.model) is None:
+            try:
+                manifest.relation(sync.model)  # raises the manifest's helpful message
+            except ConfigError as exc:
+                not_run(sync, "failed", f"sync {sync.name!r}: {exc}")
+                out[sync.name].counts["config_failed"] = 1
         else:
-            skipped.append(SyncResult(sync=sync.name, run_id=new_run_id(), outcome="skipped",
-                                      message=f"dbt model {sync.model!r}: {verdict.reason}"))
-    return runnable, skipped
+            dbt_syncs.append(sync)
+    verdicts = classify(manifest, results, sorted({s.model for s in dbt_syncs}),
+                        block_on_failed_tests=project.config.dbt.block_on_failed_tests)
+    for sync in dbt_syncs:
+        verdict = verdicts[sync.model]
+        if verdict.action != "run":
+            not_run(sync, "skipped", f"dbt model {sync.model!r}: {verdict.reason}")
+    return out
 
 
 def _default_client(project: Project) -> Any:

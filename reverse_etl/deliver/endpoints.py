@@ -63,8 +63,13 @@ class Endpoint(enum.Enum):
 
     @property
     def not_found_is_result(self) -> bool:
-        """True when 404 "no such user" is an answer (the user is already gone), not an error."""
-        return self is Endpoint.ANONYMIZE
+        """True when 404 "no such user" is an answer, not an error.
+
+        Anonymize, user delete and identifier delete aim at a state ("this user's PII /
+        profile / identifier is gone"); a user Insider does not know is already there,
+        and a retried delete whose first attempt succeeded must not become a rejection.
+        """
+        return self in (Endpoint.ANONYMIZE, Endpoint.USER_DELETE, Endpoint.IDENTITY_DELETE)
 
 
 _BULK = frozenset({Endpoint.UPSERT, Endpoint.ATTRIBUTE_DELETE})

@@ -95,7 +95,10 @@ def test_404() -> None:
     gone = b'{"error":"no such user for these identifiers: no data"}'
     anonymize = judge(Endpoint.ANONYMIZE, 404, gone, 1)
     assert anonymize.kind is Kind.ACK and anonymize.note and "not found" in anonymize.note
-    assert judge(Endpoint.USER_DELETE, 404, gone, 1).kind is Kind.REJECT
+    # Deleting a user or identifier Insider does not know leaves the wanted state: done.
+    assert judge(Endpoint.USER_DELETE, 404, gone, 1).kind is Kind.ACK
+    assert judge(Endpoint.IDENTITY_DELETE, 404, gone, 1).kind is Kind.ACK
+    assert judge(Endpoint.IDENTITY_UPDATE, 404, gone, 1).kind is Kind.REJECT
     assert judge(Endpoint.UPSERT, 404, b"404 page not found", 5).kind is Kind.FATAL
 
 
