@@ -33,6 +33,7 @@ def validate(project_dir: str | Path = ".", *, environ: Mapping[str, str] | None
     from reverse_etl.engine.modes import mode_for
 
     project = load_project(project_dir, environ)
+    check_custom_attribute_cap(project)
     for sync in project.config.syncs:
         mode_for(sync)
         resolve_sync_model(project, sync)
@@ -45,6 +46,25 @@ def validate(project_dir: str | Path = ".", *, environ: Mapping[str, str] | None
         finally:
             source.close()
     return project
+
+
+def check_custom_attribute_cap(project: Project) -> None:
+    """Refuse a project whose syncs together write more custom attributes than Insider allows.
+
+    The 255 cap is per tenant, so it is checked across all syncs of the project,
+    before anything is sent.
+    """
+    from reverse_etl.engine.fields import CUSTOM_ATTRIBUTE_CAP
+    from reverse_etl.engine.modes import mode_for
+
+    names: set[str] = set()
+    for sync in project.config.syncs:
+        names.update(f.insider_name for f in mode_for(sync).fields if f.group == "attributes" and f.custom)
+    if len(names) > CUSTOM_ATTRIBUTE_CAP:
+        raise ConfigError(
+            f"{project.config_path.name}: the syncs together write {len(names)} custom attributes; "
+            f"Insider allows at most {CUSTOM_ATTRIBUTE_CAP} per tenant: map fewer"
+        )
 
 
 def resolve_sync_model(project: Project, sync: SyncConfig) -> ResolvedModel:
@@ -103,6 +123,12 @@ def _each_sync(project_dir: str | Path, selectors: Sequence[str], exclude: Seque
                dbt_run_results: str | Path | None = None) -> RunResult:
     project = load_project(project_dir, environ)
     syncs = select(project, selectors, exclude)
+    try:
+        check_custom_attribute_cap(project)
+    except ConfigError as exc:  # refused before anything is sent, whatever is selected
+        failed = [SyncResult(sync=s.name, run_id=new_run_id(), outcome="failed", message=str(exc),
+                             counts={"config_failed": 1}) for s in syncs]
+        return RunResult(failed)
     result = RunResult()
     skipped: dict[str, SyncResult] = {}
     if dbt_run_results is not None:

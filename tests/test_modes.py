@@ -204,3 +204,17 @@ def test_events_without_key_use_a_digest_and_purchase_needs_its_params(tmp_path:
         "name": "page_viewed", "timestamp": "occurred_at", "params": {"product_id": "product_id"}})
     assert run(project2).counts["acked"] == 3
     assert run(project2).counts["to_send"] == 0  # the digest key is stable
+
+
+def test_custom_attribute_cap_is_per_tenant_across_syncs(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=1,
+                           attributes={f"a_{i}": "city" for i in range(200)})
+    import yaml
+    config = yaml.safe_load((project.root / "syncs.yml").read_text())
+    config["syncs"].append({"name": "more", "model": "customers", "identifiers": {"uuid": "customer_id"},
+                            "attributes": {f"b_{i}": "city" for i in range(100)}})
+    project.write_config(config)
+    with pytest.raises(reverse_etl.ConfigError, match="together write 300 custom attributes"):
+        reverse_etl.validate(project.root, environ=project.env)
+    result = reverse_etl.run(project.root, select=["customers"], environ=project.env)
+    assert result.exit_code == 1 and insider_emulator.requests() == []
