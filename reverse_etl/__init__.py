@@ -22,6 +22,7 @@ from reverse_etl.errors import (
     StateError,
     UsageError,
 )
+from reverse_etl.pull import PullResult, pull
 from reverse_etl.results import RunResult, SyncResult
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "DeliveryError",
     "LockedError",
     "Project",
+    "PullResult",
     "ReverseEtlError",
     "RunResult",
     "SourceError",
@@ -41,6 +43,7 @@ __all__ = [
     "history",
     "load_project",
     "plan",
+    "pull",
     "rejected_rows",
     "reset",
     "run",

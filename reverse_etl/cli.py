@@ -190,6 +190,35 @@ def reset(ctx: click.Context, sync: str, yes: bool) -> None:
 
 
 @main.command()
+@click.argument("export")
+@click.option("--force", is_flag=True,
+              help="Skip the local once-per-UTC-day check (Insider may still answer 429).")
+@click.option("--from-url", "from_url", default=None,
+              help="Load a file link Insider already sent (no new export request).")
+@json_option
+@click.pass_context
+@handle_errors
+def pull(ctx: click.Context, export: str, force: bool, from_url: str | None, as_json: bool) -> None:
+    """Request Insider's raw data export EXPORT and load it into the warehouse."""
+    from reverse_etl.pull import pull as pull_export
+    from reverse_etl.pull.progress import pull_reporter
+
+    with pull_reporter(enabled=not as_json) as progress:
+        result = pull_export(_project(ctx), export, force=force, from_url=from_url,
+                             progress=progress)
+    if as_json:
+        click.echo(orjson.dumps(result.to_dict()).decode())
+        return
+    click.echo(f"{result.export}: loaded {result.rows} row(s) into {result.warehouse} table "
+               f"{result.table} ({result.mode}, {result.format}, {result.bytes:,} bytes, "
+               f"{result.seconds:.2f}s)")
+    if result.renamed:
+        click.echo("  custom fields: " + ", ".join(f"{k} -> {v}" for k, v in result.renamed.items()))
+    if result.kept_prefix:
+        click.echo("  kept the c_ prefix (plain name taken): " + ", ".join(result.kept_prefix))
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8787, show_default=True, type=int)
 @click.option("--partner", default="local", show_default=True, help="Partner name the emulator accepts.")
