@@ -84,6 +84,7 @@ class SyncRunner:
         self.progress = progress
         self.state = SyncState(project.state_dir, sync.name)
         self.mode = mode_for(sync)
+        self.model = model = self.mode.prepare_model(project, model)  # e.g. audience columns
         self.tracked = self.mode.tracked
         self.fingerprint = sync_fingerprint(sync, model)
 
@@ -139,6 +140,9 @@ class SyncRunner:
     # ------------------------------------------------------------ stages
     def _run_locked(self, con: duckdb.DuckDBPyConnection, result: SyncResult, full_refresh: bool) -> None:
         self._load_and_diff(con, result, full_refresh=full_refresh, fold_pending=False)
+        if self.mode.custom_delivery:  # e.g. a first-party segment: one upload, its own state
+            self.mode.deliver_custom(con, self.project, self.state, result)
+            return
         if not self.sync.options.skip_invalid_records and result.counts.get("invalid", 0):
             first = first_row(con, "SELECT key, reason FROM cur WHERE reason IS NOT NULL ORDER BY key LIMIT 1")
             key, reason = (first or (None, "?"))

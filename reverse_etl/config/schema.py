@@ -13,6 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from reverse_etl.config.audiences import (
+    AudienceConfig,
+    SegmentConfig,
+    check_audiences,
+    fill_segment_identifiers,
+)
 from reverse_etl.config.exports import ExportList
 
 INSIDER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -183,8 +189,9 @@ STANDARD_EVENT_PARAMS = frozenset(
 
 Operation = Literal[
     "upsert", "replace_attributes", "delete_attributes", "delete_identifiers", "delete_pii",
-    "delete_users",
+    "delete_users", "append", "replace", "remove",
 ]
+"""``append | replace | remove`` belong to ``mode: user_audiences`` (Treasure Data's names)."""
 
 
 class EventMapping(Strict):
@@ -221,7 +228,7 @@ class SyncConfig(Strict):
 
     name: str
     model: str
-    mode: Literal["user_attributes", "user_events"] = "user_attributes"
+    mode: Literal["user_attributes", "user_events", "user_audiences", "first_party_segment"] = "user_attributes"
     operation: Operation = "upsert"
     identifiers: IdentifierMapping
     attributes: dict[str, str] = {}
@@ -230,6 +237,18 @@ class SyncConfig(Strict):
     max_attempts: int = Field(5, ge=1, description="deliveries tried per rejected row")
     tags: list[str] = []
     options: SyncOptions = SyncOptions()
+    audiences: list[AudienceConfig] = []
+    """Computed audiences of a user_attributes upsert sync (membership flips; see config.audiences)."""
+    audience_delivery: Literal["boolean", "array", "td_user_audiences"] = "boolean"
+    audience_attribute: str = "audiences"
+    """The custom array attribute of ``audience_delivery: array``."""
+    segment: SegmentConfig | None = None
+    """``mode: first_party_segment``: the segment to upload."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _segment_identifiers(cls, data: Any) -> Any:
+        return fill_segment_identifiers(data)
 
     @field_validator("name")
     @classmethod
@@ -273,6 +292,7 @@ class SyncConfig(Strict):
         if self.on_removed != "ignore" and (self.mode != "user_attributes" or self.operation not in
                                            ("upsert", "replace_attributes")):
             raise ValueError("on_removed applies to user_attributes upsert/replace_attributes syncs only")
+        check_audiences(self)
         return self
 
 

@@ -15,8 +15,25 @@ def mode_for(sync: SyncConfig) -> Mode:
     """The mode object that handles ``sync``."""
     if sync.mode == "user_events":
         return UserEvents(sync)
+    if sync.audiences or sync.mode in ("user_audiences", "first_party_segment"):
+        return _audience_mode(sync)
     if sync.operation in ("upsert", "replace_attributes"):
         return UpsertAttributes(sync)
     if sync.operation == "delete_attributes":
         return DeleteAttributes(sync)
     return UserAction(sync)
+
+
+def _audience_mode(sync: SyncConfig) -> Mode:
+    # Imported here: these modes pull in the segment file server and upload code.
+    if sync.mode == "first_party_segment":
+        from reverse_etl.segments.mode import FirstPartySegment
+
+        return FirstPartySegment(sync)
+    if sync.mode == "user_audiences":
+        from reverse_etl.engine.modes.user_audiences import UserAudiences
+
+        return UserAudiences(sync)
+    from reverse_etl.engine.modes.audiences import AudienceUpsert
+
+    return AudienceUpsert(sync)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import duckdb
 
 from reverse_etl.config.schema import SyncConfig
 from reverse_etl.engine.fields import Field
 from reverse_etl.engine.sqltext import ident
+from reverse_etl.models import ResolvedModel
 
 Delivery = tuple[tuple[str, ...], str]
 """(operations, Endpoint name) delivered together, in order."""
@@ -56,6 +58,26 @@ class Mode(ABC):
     def prune_sql(self) -> str | None:
         """Condition over a snapshot row (``s.`` columns) that drops it at fold time."""
         return None
+
+    def prepare_model(self, project: Any, model: ResolvedModel) -> ResolvedModel:
+        """The model the sync reads; a mode may add computed columns (audience membership).
+
+        Called once per run before the fingerprint is taken, so whatever the mode
+        adds is part of the snapshot's meaning.
+        """
+        return model
+
+    custom_delivery = False
+    """True: the runner calls :meth:`deliver_custom` instead of row delivery and commit."""
+
+    def deliver_custom(self, con: duckdb.DuckDBPyConnection, project: Any, state: Any, result: Any) -> None:
+        """Deliver and record state the mode's own way (one request per segment, e.g. FPS).
+
+        ``state`` is the sync's ``SyncState`` (its directory is the mode's to use);
+        ``result`` is the run's ``SyncResult``: set its outcome, message and counts.
+        """
+        raise NotImplementedError
+
 
 
 # ----------------------------------------------------------------- helpers
