@@ -184,8 +184,12 @@ class SyncRunner:
         # Only now, with the source read, may state be touched (crash recovery first).
         if not fold_pending:
             result.counts["recovered"] = self._recover(con)
-        lower = {name.lower(): name for name in types}
         mode = self.mode
+        # A mode may reshape the model rows first (the ecommerce preset explodes products).
+        source_table = mode.prepare(con, MODEL_TABLE, types)
+        if source_table != MODEL_TABLE:
+            types = {name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE {source_table}").fetchall()}
+        lower = {name.lower(): name for name in types}
         columns = resolve_columns([*mode.fields, *mode.columns_only], lower, self.sync.name, self.model.name)
         encoded = {f.name: encode_field(f, columns.get(f.name), types.get(columns.get(f.name, ""))) for f in mode.fields}
 
@@ -198,7 +202,7 @@ class SyncRunner:
         def value_of(f: Field) -> str:
             return f"({encoded[f.name].value_sql})"
 
-        diff.create_current(con, MODEL_TABLE, list(encoded.values()), mode.key_sql(column_of, value_of),
+        diff.create_current(con, source_table, list(encoded.values()), mode.key_sql(column_of, value_of),
                             mode.key_label, self.tracked, mode.row_reasons(column_of, type_of, value_of))
         meta = self.state.meta()
         snapshot = self.state.snapshot_path()

@@ -187,7 +187,8 @@ def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
         if root and name == "taxonomy" and field.group == "params":
             # A single category is a one-element taxonomy.
             parsed, reason = _text_array(col, label)
-            return EncodedField(field, f"coalesce({parsed}, to_json([{col}]))", reason)
+            # (A NULL category is no taxonomy, not [null].)
+            return EncodedField(field, f"CASE WHEN {col} IS NOT NULL THEN coalesce({parsed}, to_json([{col}])) END", reason)
         checks = []
         pattern = {
             ("attributes", "email"): (EMAIL_RE, "not a valid email address"),

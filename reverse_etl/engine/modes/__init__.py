@@ -6,6 +6,7 @@ from reverse_etl.config.schema import SyncConfig
 from reverse_etl.engine.modes.actions import UserAction
 from reverse_etl.engine.modes.attributes import DeleteAttributes, UpsertAttributes
 from reverse_etl.engine.modes.base import Mode
+from reverse_etl.engine.modes.ecommerce import EcommerceEvents
 from reverse_etl.engine.modes.events import UserEvents
 
 __all__ = ["Mode", "mode_for"]
@@ -14,6 +15,9 @@ __all__ = ["Mode", "mode_for"]
 def mode_for(sync: SyncConfig) -> Mode:
     """The mode object that handles ``sync``."""
     if sync.mode == "user_events":
+        assert sync.event is not None
+        if sync.event.preset == "ecommerce":
+            return EcommerceEvents(sync)
         return UserEvents(sync)
     if sync.audiences or sync.mode in ("user_audiences", "first_party_segment"):
         return _audience_mode(sync)

@@ -51,6 +51,11 @@ class Mode(ABC):
         """Extra SQL reasons a row is invalid (beyond each field's own rules)."""
         return []
 
+    def prepare(self, con: duckdb.DuckDBPyConnection, source_table: str, columns: dict[str, str]) -> str:
+        """The table the fields read: ``source_table`` (the model rows, ``columns`` name → type)
+        unless the mode reshapes them first (the ecommerce preset explodes products)."""
+        return source_table
+
     @abstractmethod
     def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create ``changes`` from ``delta``, ``cur`` and ``snap``."""
