@@ -35,9 +35,10 @@ def _audience_mode(sync: SyncConfig) -> Mode:
 
         return FirstPartySegment(sync)
     if sync.mode == "user_audiences":
-        from reverse_etl.engine.modes.user_audiences import UserAudiences
+        from reverse_etl.errors import ConfigError
 
-        return UserAudiences(sync)
+        raise ConfigError(f"sync {sync.name!r}: mode user_audiences is not implemented yet; use a "
+                          "user_attributes sync with `audiences:` and audience_delivery: td_user_audiences")
     from reverse_etl.engine.modes.audiences import AudienceUpsert
 
     return AudienceUpsert(sync)

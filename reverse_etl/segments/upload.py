@@ -1,0 +1,79 @@
+"""``POST {fps_base_url}/fps/v1/upload`` and the production file store (presigned S3).
+
+One request per segment file, so it does not go through the batched row
+client in ``reverse_etl.deliver``; retries are few and simple (5xx and 429,
+with backoff), and every answer Insider documents becomes a clear message.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from reverse_etl.config.schema import InsiderDestinationConfig
+from reverse_etl.errors import ConfigError, DeliveryError
+
+UPLOAD_PATH = "/fps/v1/upload"
+
+
+def upload_segment(destination: InsiderDestinationConfig, body: dict[str, str], *, retries: int = 3,
+                   transport: httpx.BaseTransport | None = None) -> None:
+    """Register one segment file with Insider; raises :class:`DeliveryError` when refused."""
+    headers = {"X-PARTNER-NAME": destination.partner,
+               "X-REQUEST-TOKEN": destination.api_key.get_secret_value(),
+               "Content-Type": "application/json"}
+    url = destination.fps_base_url + UPLOAD_PATH
+    name = body["segmentName"]
+    with httpx.Client(timeout=destination.timeout_seconds, transport=transport, trust_env=False) as client:
+        for attempt in range(retries + 1):
+            try:
+                response = client.post(url, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                if attempt == retries:
+                    raise DeliveryError(f"segment {name!r}: upload request failed: {type(exc).__name__}") from None
+                time.sleep(0.5 * 2 ** attempt)
+                continue
+            if response.status_code == 200:
+                return
+            if response.status_code in (429, 500, 502, 503, 504, 520) and attempt < retries:
+                time.sleep(float(response.headers.get("Retry-After") or 0.5 * 2 ** attempt))
+                continue
+            raise DeliveryError(_refusal(name, response))
+
+
+def _refusal(name: str, response: httpx.Response) -> str:
+    try:
+        data: Any = response.json()
+    except ValueError:
+        data = {}
+    message = str((data or {}).get("statusMessage") or (data or {}).get("error") or response.text[:200])
+    status = response.status_code
+    if status == 400 and "already in use" in message:
+        return (f"segment name {name!r} is already in use in Insider: first-party segment names are unique "
+                "in the account and cannot be uploaded twice. Pick a new segment.name (or delete the "
+                "segment in Insider); `reverse-etl reset` forgets the version counter, so after a reset "
+                "the next upload reuses the base name")
+    if status == 401:
+        return f"segment {name!r}: Insider refused the credentials (401 {message}); check partner and api_key"
+    if status == 405:
+        return (f"segment {name!r}: Insider answered 405 {message} (segmentName, attributeName, fileUrl and "
+                "callbackUrl must all be set; the file URL path must contain .csv)")
+    return f"segment {name!r}: upload answered {status}: {message}"
+
+
+def presigned_s3_url(bucket: str, key: str, data: bytes, expires_seconds: int) -> str:
+    """Put ``data`` at ``s3://bucket/key`` and return a presigned GET URL.
+
+    Needs the ``s3`` extra (``pip install reverse_etl[s3]``: boto3); credentials
+    come from boto3's usual chain (environment, profile, instance role).
+    """
+    try:
+        import boto3
+    except ImportError:
+        raise ConfigError("segment storage s3 needs boto3: pip install 'reverse_etl[s3]'") from None
+    client = boto3.client("s3")
+    client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="text/csv")
+    return str(client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                             ExpiresIn=expires_seconds))
