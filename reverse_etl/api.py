@@ -126,9 +126,9 @@ def _each_sync(project_dir: str | Path, selectors: Sequence[str], exclude: Seque
     try:
         check_custom_attribute_cap(project)
     except ConfigError as exc:  # refused before anything is sent, whatever is selected
-        failed = [SyncResult(sync=s.name, run_id=new_run_id(), outcome="failed", message=str(exc),
-                             counts={"config_failed": 1}) for s in syncs]
-        return RunResult(failed)
+        refused = [SyncResult(sync=s.name, run_id=new_run_id(), outcome="failed", message=str(exc),
+                              counts={"config_failed": 1}) for s in syncs]
+        return RunResult(refused)
     result = RunResult()
     skipped: dict[str, SyncResult] = {}
     if dbt_run_results is not None:

@@ -32,7 +32,7 @@ from reverse_etl.sources.duckdb_source import arrow_reader
 from reverse_etl.state import Journal, Ledger, RunRecord, SyncState, read_journal
 from reverse_etl.state.store import Meta, Pending
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
 """Bump when the snapshot's meaning changes: every sync then resends in full."""
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -88,12 +88,16 @@ class SyncRunner:
         self.tracked = self.mode.tracked
         self.fingerprint = sync_fingerprint(sync, model)
 
+    def _engine(self) -> duckdb.DuckDBPyConnection:
+        state = self.project.config.state
+        return engine_connection(self.state.tmp_dir, state.memory_limit, state.threads)
+
     # ------------------------------------------------------------------ API
     def plan(self, *, full_refresh: bool = False, samples: int = 3) -> SyncResult:
         """Dry run: what a run would send. Sends nothing and writes nothing."""
         result = SyncResult(sync=self.sync.name, run_id=new_run_id(), outcome="planned")
         started = time.perf_counter()
-        con = engine_connection(self.state.tmp_dir)
+        con = self._engine()
         try:
             self._load_and_diff(con, result, full_refresh=full_refresh, fold_pending=True)
             for op, in con.execute("SELECT DISTINCT op FROM changes WHERE payload IS NOT NULL").fetchall():
@@ -115,7 +119,7 @@ class SyncRunner:
         self.state.prepare()
         ledger = Ledger(self.project.state_dir)
         with self.state.lock():
-            con = engine_connection(self.state.tmp_dir)
+            con = self._engine()
             try:
                 self._run_locked(con, result, full_refresh)
             except SourceError as exc:
@@ -154,7 +158,8 @@ class SyncRunner:
         t0 = time.perf_counter()
         if result.counts["to_send"]:
             # The change set is on disk before the first request: a crash can be folded later.
-            con.execute(f"COPY changes TO {literal(str(pending_path))} (FORMAT parquet)")
+            # Payloads stay out: folding needs only keys, operations and values.
+            con.execute(f"COPY (SELECT * EXCLUDE (payload) FROM changes) TO {literal(str(pending_path))} (FORMAT parquet)")
             self.state.begin_pending(Pending(run_id=result.run_id, fingerprint=self.fingerprint,
                                              fields=[f.name for f in self.tracked]))
         delivery = self._deliver(con, journal_path)
@@ -191,19 +196,26 @@ class SyncRunner:
             types = {name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE {source_table}").fetchall()}
         lower = {name.lower(): name for name in types}
         columns = resolve_columns([*mode.fields, *mode.columns_only], lower, self.sync.name, self.model.name)
-        encoded = {f.name: encode_field(f, columns.get(f.name), types.get(columns.get(f.name, ""))) for f in mode.fields}
+        raw = diff.RAW_PREFIX
 
         def column_of(f: Field) -> str:
-            return ident(columns[f.name])
+            return ident(raw + columns[f.name])
 
         def type_of(f: Field) -> str:
             return types[columns[f.name]]
 
-        def value_of(f: Field) -> str:
-            return f"({encoded[f.name].value_sql})"
+        def source_column(f: Field) -> str:
+            return ident(columns[f.name])
 
-        diff.create_current(con, source_table, list(encoded.values()), mode.key_sql(column_of, value_of),
-                            mode.key_label, self.tracked, mode.row_reasons(column_of, type_of, value_of))
+        def source_text(f: Field) -> str:  # a field's raw value as exact text (digests)
+            if f.constant is not None:
+                return literal(f.constant)
+            return diff.raw_text_sql(source_column(f), type_of(f))
+
+        # Pass 1 over every row: keys and a digest of the raw tracked values, no encoding.
+        diff.create_current_raw(con, source_table, mode.key_sql(source_column, source_text),
+                                sorted(set(columns.values())), [source_text(f) for f in self.tracked])
+        con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # everything needed is in cur_raw now
         meta = self.state.meta()
         snapshot = self.state.snapshot_path()
         if full_refresh:
@@ -220,6 +232,16 @@ class SyncRunner:
                 # plan shows what a run would do, including finishing a crashed run.
                 self._fold_pending_in_memory(con)
                 diff.replace_snapshot(con, "new_snap")
+        # Pass 2, over new and changed rows only: encode, validate, compare field by field.
+        diff.create_delta_keys(con)
+        encoded = {f.name: encode_field(f, raw + columns[f.name] if f.name in columns else None,
+                                        types.get(columns.get(f.name, ""))) for f in mode.fields}
+
+        def value_of(f: Field) -> str:
+            return f"({encoded[f.name].value_sql})"
+
+        diff.create_current(con, list(encoded.values()), mode.key_label,
+                            mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery)
         diff.create_delta(con, self.tracked)
         mode.build_changes(con)
         rej_path = self.state.rejected_path()
@@ -234,7 +256,7 @@ class SyncRunner:
               (SELECT count(DISTINCT key) FROM changes WHERE change = 'added'),
               (SELECT count(DISTINCT key) FROM changes WHERE change = 'changed'),
               (SELECT count(DISTINCT key) FROM changes WHERE change = 'removed'),
-              (SELECT count(*) FROM cur WHERE reason IS NULL),
+              (SELECT count(*) FROM cur_raw) - (SELECT count(*) FROM cur WHERE reason IS NOT NULL),
               (SELECT count(*) FROM cur WHERE reason IS NOT NULL),
               (SELECT count(*) FROM changes WHERE payload IS NOT NULL)
         """)
@@ -296,7 +318,8 @@ class SyncRunner:
         t0 = time.perf_counter()
         _acked_table(con, acked)
         auto = ", ".join(literal(op) for op in diff.AUTO_ACKED_OPS)
-        touched = bool(acked) or bool(scalar(con, f"SELECT count(*) FROM changes WHERE op IN ({auto})"))
+        touched = (bool(acked) or bool(scalar(con, f"SELECT count(*) FROM changes WHERE op IN ({auto})"))
+                   or bool(scalar(con, "SELECT count(*) FROM delta")))
         unchanged_snapshot = not touched and self.state.meta().fingerprint == self.fingerprint
         if not unchanged_snapshot:
             diff.fold(con, self.tracked, "acked", self.mode.prune_sql())
@@ -354,11 +377,12 @@ class SyncRunner:
             diff.load_snapshot(con, str(snapshot), old_fields)
         else:
             diff.create_empty_snapshot(con, old_fields)
-        con.execute(f"CREATE OR REPLACE TABLE changes AS SELECT * FROM read_parquet({literal(str(pending_path))})")
+        con.execute(f"CREATE OR REPLACE TABLE changes AS SELECT *, NULL::VARCHAR AS payload "
+                    f"FROM read_parquet({literal(str(pending_path))})")
         contents = read_journal(journal_path)
         _acked_table(con, contents.acked_ranges)
         rejected.outcome_table(con, contents.rejected, contents.failed)
-        diff.fold(con, old_fields, "acked", self.mode.prune_sql() if same else None)
+        diff.fold(con, old_fields, "acked", self.mode.prune_sql() if same else None, with_delta=False)
         return sum(e - s + 1 for s, e in contents.acked_ranges)
 
     # ----------------------------------------------------------- samples

@@ -234,3 +234,16 @@ def test_secret_never_written_to_state_or_output(project: ProjectUnderTest, insi
             assert secret.encode() not in path.read_bytes(), path
     for entry in insider_emulator.requests():
         assert secret not in str(entry)
+
+
+def test_change_and_clear_in_one_run_both_land(project: ProjectUnderTest, insider_emulator: Emulator) -> None:
+    run(project)
+    project.sql("UPDATE raw_customers SET city = NULL, first_name = 'Renamed' WHERE customer_id = 'u6'")
+    result = run(project)
+    assert result.counts["changed"] == 1 and result.counts["acked"] == 2  # an upsert and a delete
+    attributes = insider_emulator.profile(uuid="u6")["attributes"]  # type: ignore[index]
+    assert attributes["name"] == "Renamed" and "city" not in attributes
+    assert run(project).counts["to_send"] == 0
+    project.sql("UPDATE raw_customers SET city = 'Back' WHERE customer_id = 'u6'")
+    assert run(project).counts["acked"] == 1
+    assert insider_emulator.profile(uuid="u6")["attributes"]["city"] == "Back"  # type: ignore[index]

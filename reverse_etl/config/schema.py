@@ -63,8 +63,8 @@ class SnowflakeSourceConfig(Strict):
     database: str | None = None
     schema_: str | None = Field(default=None, alias="schema")
     query_tag: str = "reverse_etl"
-    login_timeout_seconds: int = Field(30, ge=1)
-    network_timeout_seconds: int | None = Field(None, ge=1)
+    login_timeout_seconds: int = Field(default=30, ge=1)
+    network_timeout_seconds: int | None = Field(default=None, ge=1)
     # Overrides for a local fakesnow server or a proxy.
     host: str | None = None
     port: int | None = None
@@ -98,12 +98,12 @@ SourceConfig = Annotated[
 class RateLimits(Strict):
     """Requests per minute per endpoint family (Insider's documented limits)."""
 
-    upsert_per_minute: int = Field(25_000, gt=0, description="shared with attribute delete")
-    identity_update_per_minute: int = Field(2_000, gt=0)
-    identity_delete_per_minute: int = Field(1_000, gt=0)
-    user_delete_per_minute: int = Field(10_000, gt=0)
-    anonymize_per_minute: int = Field(500, gt=0)
-    segment_upload_per_second: int = Field(100, gt=0)
+    upsert_per_minute: int = Field(default=25_000, gt=0, description="shared with attribute delete")
+    identity_update_per_minute: int = Field(default=2_000, gt=0)
+    identity_delete_per_minute: int = Field(default=1_000, gt=0)
+    user_delete_per_minute: int = Field(default=10_000, gt=0)
+    anonymize_per_minute: int = Field(default=500, gt=0)
+    segment_upload_per_second: int = Field(default=100, gt=0)
 
 
 class InsiderDestinationConfig(Strict):
@@ -114,12 +114,12 @@ class InsiderDestinationConfig(Strict):
     api_key: SecretStr
     api_base_url: str = "https://unification.useinsider.com"
     fps_base_url: str = "https://contact.useinsider.com"
-    concurrency: int = Field(8, ge=1, le=256)
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_retries: int = Field(8, ge=0)
-    max_batch_users: int = Field(1_000, ge=1, le=1_000)
-    max_batch_bytes: int = Field(5_000_000, ge=1_000, le=5_000_000)
-    rate_limits: RateLimits = RateLimits()
+    concurrency: int = Field(default=8, ge=1, le=256)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=8, ge=0)
+    max_batch_users: int = Field(default=1_000, ge=1, le=1_000)
+    max_batch_bytes: int = Field(default=5_000_000, ge=1_000, le=5_000_000)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
 
     @field_validator("partner")
     @classmethod
@@ -208,7 +208,7 @@ class EventMapping(Strict):
     """Event parameter → column; standard parameters at the root, others under ``custom``."""
     preset: Literal["ecommerce"] | None = None
     """``ecommerce``: map Segment-style e-commerce columns (insider-api.md §9)."""
-    ttl_days: int = Field(90, ge=1)
+    ttl_days: int = Field(default=90, ge=1)
     """Insider drops events older than the tenant's TTL; such rows are rejected with a reason."""
 
     @model_validator(mode="after")
@@ -234,9 +234,9 @@ class SyncConfig(Strict):
     attributes: dict[str, str] = {}
     event: EventMapping | None = None
     on_removed: Literal["ignore", "clear_attributes", "delete_user"] = "ignore"
-    max_attempts: int = Field(5, ge=1, description="deliveries tried per rejected row")
+    max_attempts: int = Field(default=5, ge=1, description="deliveries tried per rejected row")
     tags: list[str] = []
-    options: SyncOptions = SyncOptions()
+    options: SyncOptions = Field(default_factory=SyncOptions)
     audiences: list[AudienceConfig] = []
     """Computed audiences of a user_attributes upsert sync (membership flips; see config.audiences)."""
     audience_delivery: Literal["boolean", "array", "td_user_audiences"] = "boolean"
@@ -300,6 +300,10 @@ class StateConfig(Strict):
     """Where snapshots, journals, the run ledger and rejected rows live."""
 
     path: str = ".reverse_etl"
+    memory_limit: str = "2GB"
+    """DuckDB memory for the diff; beyond it DuckDB spills to ``<state>/<sync>/tmp``."""
+    threads: int | None = Field(default=None, ge=1)
+    """DuckDB threads for the diff (default: all cores)."""
 
 
 class ModelsConfig(Strict):
@@ -323,8 +327,8 @@ class ProjectConfig(Strict):
     version: Literal[1] = 1
     source: SourceConfig
     destination: InsiderDestinationConfig
-    state: StateConfig = StateConfig()
-    models: ModelsConfig = ModelsConfig()
+    state: StateConfig = Field(default_factory=StateConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     dbt: DbtConfig | None = None
     syncs: list[SyncConfig]
     exports: ExportList = []

@@ -2,10 +2,13 @@
 
 Tables in the engine connection:
 
-``cur``      key, one column per field (encoded JSON text), ``digest`` of the
-             tracked fields, ``reason`` (why the row cannot be sent, or NULL).
-``snap``     key, the tracked fields, ``digest``: what Insider acknowledged.
-``delta``    valid current rows that are new or whose digest changed.
+``cur_raw``  every model row: key, the mapped raw columns (``col:<name>``) and a
+             ``digest`` (md5) of the tracked ones. ``present`` views its keys.
+``snap``     key, the tracked fields (encoded), ``digest``: what Insider acknowledged.
+``delta_keys`` keys that are new or whose digest differs from the snapshot's.
+``cur``      the rows that matter this run (delta, null or duplicate keys):
+             encoded fields (JSON text) and ``reason`` (why it can't be sent, or NULL).
+``delta``    valid rows of ``cur`` with their snapshot values (``s_key``, ``s:<f>``).
 ``changes``  built by the sync's mode (see ``engine.modes``): one row per
              operation, with ``row_id``, ``key``, ``change``, ``op``, ``payload``
              (the JSON Insider receives) and, per tracked field, ``v:<f>`` (value
@@ -28,23 +31,77 @@ AUTO_ACKED_OPS = ("noop", "forget")
 DROP_OPS = ("forget", "delete_user", "remove_clear")
 
 
-def create_current(con: duckdb.DuckDBPyConnection, source_table: str,
-                   encoded: Sequence[EncodedField], key_sql: str, key_label: str,
-                   tracked: Sequence[Field], extra_reasons: Sequence[str] = ()) -> None:
-    """Build ``cur`` from the model rows: key, encoded fields, digest, reject reason."""
+def raw_text_sql(col: str, duck_type: str) -> str:
+    """A raw value as text for the row digest: exact, and JSON for nested values."""
+    kind = duck_type.upper()
+    nested = kind.endswith("]") or kind.startswith(("STRUCT", "MAP", "UNION", "JSON"))
+    return f"CAST(to_json({col}) AS VARCHAR)" if nested else f"CAST({col} AS VARCHAR)"
+
+
+def text_digest_sql(texts: Sequence[str]) -> str:
+    """md5 (128-bit, hex) of length-prefixed texts: no value can fake a boundary."""
+    if not texts:
+        return "md5('')"
+    parts = ", ".join(f"coalesce(strlen({t})::VARCHAR || ':' || {t}, 'N')" for t in texts)
+    return f"md5(concat({parts}))"
+
+
+RAW_PREFIX = "col:"
+"""Model columns in ``cur_raw`` are renamed ``col:<name>``: a model column called
+``key`` or ``digest`` cannot clash with the engine's own columns."""
+
+
+def create_current_raw(con: duckdb.DuckDBPyConnection, source_table: str, key_sql: str,
+                       columns: Sequence[str], digest_texts: Sequence[str]) -> None:
+    """``cur_raw``: every model row's key, its mapped raw columns and a digest of them.
+
+    Also ``dups`` (keys on more than one row) and the view ``present`` (every key
+    in the model). Nothing is encoded here: a no-change run over millions of rows
+    only hashes and joins.
+    """
+    cols = ", ".join(f"{ident(c)} AS {ident(RAW_PREFIX + c)}" for c in columns)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE cur_raw AS
+        SELECT {key_sql} AS key, {text_digest_sql(digest_texts)} AS digest{", " + cols if cols else ""}
+        FROM {source_table}
+    """)
+    # Duplicate keys by aggregation, not a window: far cheaper over millions of rows.
+    con.execute("CREATE OR REPLACE TABLE dups AS SELECT key, count(*) AS n FROM cur_raw "
+                "WHERE key IS NOT NULL GROUP BY key HAVING count(*) > 1")
+    con.execute("CREATE OR REPLACE VIEW present AS SELECT key FROM cur_raw WHERE key IS NOT NULL")
+
+
+def create_delta_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """``delta_keys``: keys (single, non-null) that are new or whose digest changed."""
+    con.execute("""
+        CREATE OR REPLACE TABLE delta_keys AS
+        SELECT c.key FROM (SELECT key, digest FROM cur_raw WHERE key IS NOT NULL) c
+        LEFT JOIN (SELECT key, digest FROM snap) s ON c.key = s.key
+        WHERE (s.key IS NULL OR c.digest IS DISTINCT FROM s.digest)
+          AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.key = c.key)
+    """)
+
+
+def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedField], key_label: str,
+                   extra_reasons: Sequence[str] = (), *, every_row: bool = False) -> None:
+    """``cur``: the rows that matter this run, encoded and validated, with a reason if invalid.
+
+    Those are the delta rows and the rows with a null or duplicate key (or
+    ``every_row``, for modes that need the whole model, such as a segment upload).
+    """
     values = ",\n  ".join(f"CAST({e.value_sql} AS VARCHAR) AS {ident(e.field.name)}" for e in encoded)
     reasons = ", ".join([e.reason_sql for e in encoded if e.reason_sql != "NULL"] + list(extra_reasons)) or "NULL"
-    digest = digest_sql(tracked)
-    # Duplicate keys by aggregation, not a window: far cheaper over millions of rows.
+    wanted = "TRUE" if every_row else """(c.key IS NULL
+        OR EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)
+        OR EXISTS (SELECT 1 FROM dups d WHERE d.key = c.key))"""
     con.execute(f"""
         CREATE OR REPLACE TABLE cur AS
         WITH encoded AS (
-          SELECT {key_sql} AS key, {values},
+          SELECT key, digest, {values},
             nullif(concat_ws('; ', {reasons}), '') AS field_reason
-          FROM {source_table}
-        ),
-        dups AS (SELECT key, count(*) AS n FROM encoded WHERE key IS NOT NULL GROUP BY key HAVING count(*) > 1)
-        SELECT e.* EXCLUDE (field_reason), {digest} AS digest,
+          FROM cur_raw c WHERE {wanted}
+        )
+        SELECT e.* EXCLUDE (field_reason),
           CASE
             WHEN e.key IS NULL THEN {literal(f'null key: {key_label} is empty; every row needs one')}
             WHEN d.n IS NOT NULL THEN {literal(f'duplicate key: {key_label}=')} || e.key || ' appears in '
@@ -53,18 +110,6 @@ def create_current(con: duckdb.DuckDBPyConnection, source_table: str,
           END AS reason
         FROM encoded e LEFT JOIN dups d ON e.key = d.key
     """)
-
-
-def digest_sql(fields: Sequence[Field], prefix: str = "") -> str:
-    """128-bit digest (md5, hex) of a row's encoded fields, to find changed rows fast.
-
-    Fields are JSON texts, which never hold raw control characters, so the
-    separators make the concatenation unambiguous.
-    """
-    if not fields:
-        return "md5('')"
-    parts = ", ".join(f"coalesce({prefix}{ident(f.name)}, chr(30))" for f in fields)
-    return f"md5(concat_ws(chr(31), {parts}))"
 
 
 def _drop_snap(con: duckdb.DuckDBPyConnection) -> None:
@@ -101,60 +146,81 @@ def replace_snapshot(con: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def create_delta(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field]) -> None:
-    """``delta``: valid current rows that are new or differ from the snapshot.
+    """``delta``: valid rows of ``cur`` that are new or changed, with their snapshot values.
 
-    One join over all rows; everything after it works on the (usually small) delta.
-    Columns: the current fields, ``s_key`` and ``s:<field>`` (tracked snapshot values).
+    Columns: the current fields, ``digest``, ``s_key`` and ``s:<field>`` (tracked
+    snapshot values).
     """
     snap_cols = ", ".join(f"s.{ident(f.name)} AS {ident('s:' + f.name)}" for f in tracked)
-    # Two steps: the join over all rows carries only key and digest; full values
-    # are fetched for the changed keys alone.
-    con.execute("""
-        CREATE OR REPLACE TABLE delta_keys AS
-        SELECT c.key FROM (SELECT key, digest FROM cur WHERE reason IS NULL) c
-        LEFT JOIN (SELECT key, digest FROM snap) s ON c.key = s.key
-        WHERE s.key IS NULL OR c.digest <> s.digest
-    """)
     con.execute(f"""
         CREATE OR REPLACE TABLE delta AS
-        SELECT c.*, s.key AS s_key, {snap_cols}
-        FROM delta_keys k JOIN cur c ON c.key = k.key
-        LEFT JOIN snap s ON s.key = k.key
-        WHERE c.reason IS NULL
+        SELECT c.*, s.key AS s_key{", " + snap_cols if snap_cols else ""}
+        FROM cur c LEFT JOIN snap s ON s.key = c.key
+        WHERE c.reason IS NULL AND EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)
     """)
 
 
 def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: str,
-         prune_sql: str | None = None) -> None:
+         prune_sql: str | None = None, *, with_delta: bool = True) -> None:
     """``new_snap`` = ``snap`` with the acknowledged rows of ``changes`` applied.
 
     ``fields`` are the tracked fields. ``acked_table`` has one column ``row_id``.
     Operations that need no request (``noop``, ``forget``) are applied as
     acknowledged. ``prune_sql`` drops rows (e.g. events past their TTL).
+
+    A key's digest becomes its current row's digest only when every operation
+    for it was acknowledged (or it needed none): a key with an unacknowledged
+    operation gets a NULL digest, so the next run diffs it again. Without
+    ``with_delta`` (crash recovery, no current rows at hand) every touched key
+    gets a NULL digest.
     """
-    merged_cols = ", ".join(
-        f"bool_or({ident('w:' + f.name)}) AS {ident('w:' + f.name)}, "
-        f"max({ident('v:' + f.name)}) FILTER (WHERE {ident('w:' + f.name)}) AS {ident('v:' + f.name)}"
-        for f in fields)
-    final_cols = ", ".join(
-        f"CASE WHEN m.{ident('w:' + f.name)} THEN m.{ident('v:' + f.name)} ELSE s.{ident(f.name)} END AS {ident(f.name)}"
-        for f in fields)
+    def w(f: Field) -> str:
+        return ident("w:" + f.name)
+
+    def v(f: Field) -> str:
+        return ident("v:" + f.name)
+
+    plain_cols = ", ".join(f"{v(f)}, {w(f)}" for f in fields)
+    # Same column order as plain_cols: the two are combined with UNION ALL.
+    merged_cols = ", ".join(f"max({v(f)}) FILTER (WHERE {w(f)}) AS {v(f)}, bool_or({w(f)}) AS {w(f)}"
+                            for f in fields)
+    final_cols = ", ".join(f"CASE WHEN m.{w(f)} THEN m.{v(f)} ELSE s.{ident(f.name)} END AS {ident(f.name)}"
+                           for f in fields)
     auto = ", ".join(literal(op) for op in AUTO_ACKED_OPS)
     drops = ", ".join(literal(op) for op in DROP_OPS)
+    fresh = ("SELECT d.key, d.digest FROM delta d LEFT JOIN touched t ON t.key = d.key "
+             "WHERE t.key IS NULL OR t.all_acked") if with_delta else \
+        "SELECT NULL::VARCHAR AS key, NULL::VARCHAR AS digest WHERE FALSE"
+    sep = ", " if fields else ""
     con.execute(f"""
         CREATE OR REPLACE TABLE new_snap AS
-        WITH acked AS (
-          SELECT ch.* FROM changes ch
-          WHERE ch.op IN ({auto}) OR ch.row_id IN (SELECT row_id FROM {acked_table})
+        WITH flagged AS (
+          SELECT ch.*, (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok
+          FROM changes ch
         ),
+        touched AS (SELECT key, bool_and(ok) AS all_acked FROM flagged GROUP BY key),
+        acked AS (SELECT * FROM flagged WHERE ok),
+        -- Most keys have one operation: aggregate only the few with several.
+        multi AS (SELECT key FROM acked WHERE op NOT IN ({drops}) GROUP BY key HAVING count(*) > 1),
         merged AS (
-          SELECT key, {merged_cols} FROM acked WHERE op NOT IN ({drops}) GROUP BY key
+          SELECT key{sep}{plain_cols} FROM acked a
+          WHERE op NOT IN ({drops}) AND NOT EXISTS (SELECT 1 FROM multi x WHERE x.key = a.key)
+          UNION ALL
+          SELECT key{sep}{merged_cols} FROM acked a
+          WHERE op NOT IN ({drops}) AND EXISTS (SELECT 1 FROM multi x WHERE x.key = a.key) GROUP BY key
         ),
-        dropped AS (SELECT DISTINCT key FROM acked WHERE op IN ({drops}))
-        SELECT *, {digest_sql(fields)} AS digest FROM (
-          SELECT coalesce(s.key, m.key) AS key, {final_cols}
-          FROM snap s FULL OUTER JOIN merged m ON s.key = m.key
-          WHERE NOT EXISTS (SELECT 1 FROM dropped d WHERE d.key = coalesce(s.key, m.key))
+        dropped AS (SELECT DISTINCT key FROM acked WHERE op IN ({drops})),
+        fresh AS ({fresh})
+        SELECT * FROM (
+          SELECT coalesce(s.key, m.key, f.key) AS key{sep}{final_cols},
+            CASE WHEN f.key IS NOT NULL THEN f.digest
+                 WHEN t.key IS NOT NULL THEN NULL
+                 ELSE s.digest END AS digest
+          FROM snap s
+          FULL OUTER JOIN merged m ON s.key = m.key
+          FULL OUTER JOIN fresh f ON f.key = coalesce(s.key, m.key)
+          LEFT JOIN touched t ON t.key = coalesce(s.key, m.key, f.key)
+          WHERE NOT EXISTS (SELECT 1 FROM dropped d WHERE d.key = coalesce(s.key, m.key, f.key))
         )
         WHERE NOT coalesce({prune_sql or "FALSE"}, FALSE)
     """)

@@ -15,10 +15,14 @@ from reverse_etl.sources.base import Source
 MODEL_TABLE = "model_rows"
 
 
-def engine_connection(tmp_dir: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that spills to the sync's tmp dir when memory is short."""
+def engine_connection(tmp_dir: Path, memory_limit: str = "2GB",
+                      threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB bounded to ``memory_limit``, spilling to the sync's tmp dir."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(":memory:", config={"temp_directory": str(tmp_dir)})
+    config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": str(tmp_dir), "memory_limit": memory_limit}
+    if threads:
+        config["threads"] = threads
+    con = duckdb.connect(":memory:", config=config)
     # Model SQL must never pick up a Python variable of ours by name.
     con.execute("SET python_enable_replacements = false")
     # Row order never matters to the engine; dropping it lets DuckDB stream and spill.

@@ -8,6 +8,7 @@ model straight into its own tables, with no Arrow hop at all.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -81,9 +82,10 @@ def arrow_reader(conn: duckdb.DuckDBPyConnection, sql: str, batch_size: int) -> 
 
     DuckDB 2.0 names it ``to_arrow_reader``; older releases ``record_batch``.
     """
-    relation = conn.sql(sql)
+    relation: Any = conn.sql(sql)
     method = getattr(relation, "to_arrow_reader", None) or relation.record_batch
-    return method(batch_size)
+    reader: pa.RecordBatchReader = method(batch_size)
+    return reader
 
 
 def first_line(exc: BaseException) -> str:

@@ -7,19 +7,31 @@ only the changed ones; an attribute that became NULL is removed at Insider
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import duckdb
 
 from reverse_etl.config.schema import SyncConfig
 from reverse_etl.engine import payloads
 from reverse_etl.engine.fields import attribute_fields, identifier_fields
-from reverse_etl.engine.modes.base import Mode, cur, numbered, old, removed_rows, snap, writes
+from reverse_etl.engine.modes.base import (
+    Delivery,
+    Mode,
+    cur,
+    numbered,
+    old,
+    removed_rows,
+    snap,
+    writes,
+)
 
 
 class UpsertAttributes(Mode):
     """``operation: upsert`` (and ``replace_attributes``: arrays always replaced)."""
 
-    deliveries = ((("upsert",), "UPSERT"), (("clear", "remove_clear"), "ATTRIBUTE_DELETE"),
-                  (("delete_user",), "USER_DELETE"))
+    deliveries: Sequence[Delivery] = (
+        (("upsert",), "UPSERT"), (("clear", "remove_clear"), "ATTRIBUTE_DELETE"),
+        (("delete_user",), "USER_DELETE"))
 
     def __init__(self, sync: SyncConfig) -> None:
         super().__init__(sync)
@@ -40,15 +52,24 @@ class UpsertAttributes(Mode):
         any_clear = " OR ".join(clear.values()) or "FALSE"
         upsert = payloads.upsert_user_json(ids, attrs, cur, lambda f: f"CASE WHEN {send[f.name]} THEN {cur(f)} END",
                                            not_append=self.not_append)
+        # Added rows need no comparison: every non-null attribute is sent (the cheap
+        # branch, which a first run over millions of rows takes for all of them).
+        upsert_new = payloads.upsert_user_json(ids, attrs, cur, cur, not_append=self.not_append)
+        any_value = " OR ".join(f"{cur(f)} IS NOT NULL" for f in attrs) or "FALSE"
         clear_payload = payloads.attribute_delete_json(ids, cur, attrs, lambda f: clear[f.name])
-        removed = self._removed()
+        write_current = writes(self.tracked, cur, lambda f: f"({cur(f)} IS NOT NULL)")
         con.execute(numbered(f"""
-          SELECT d.key, CASE WHEN d.s_key IS NULL THEN 'added' ELSE 'changed' END AS change,
-                 CASE WHEN {any_send} THEN 'upsert' ELSE 'noop' END AS op,
-                 CASE WHEN {any_send} THEN {upsert} END AS payload,
-                 {writes(self.tracked, cur, lambda f: f"({cur(f)} IS NOT NULL)")}
+          SELECT d.key, 'added' AS change,
+                 CASE WHEN {any_value} THEN 'upsert' ELSE 'noop' END AS op,
+                 CASE WHEN {any_value} THEN {upsert_new} END AS payload, {write_current}
           FROM delta d
-          WHERE d.s_key IS NULL OR {ident_changed} OR {any_send}
+          WHERE d.s_key IS NULL
+          UNION ALL
+          SELECT d.key, 'changed' AS change,
+                 CASE WHEN {any_send} THEN 'upsert' ELSE 'noop' END AS op,
+                 CASE WHEN {any_send} THEN {upsert} END AS payload, {write_current}
+          FROM delta d
+          WHERE d.s_key IS NOT NULL AND ({ident_changed} OR {any_send})
           UNION ALL
           SELECT d.key, 'changed' AS change, 'clear' AS op, {clear_payload} AS payload,
                  {writes(self.tracked, lambda f: "NULL::VARCHAR",
@@ -56,7 +77,7 @@ class UpsertAttributes(Mode):
           FROM delta d
           WHERE {any_clear}
           UNION ALL
-          {removed}
+          {self._removed()}
         """))
 
     def _removed(self) -> str:
@@ -79,7 +100,7 @@ class DeleteAttributes(Mode):
     whole value. Rows leaving the model are forgotten (nothing is sent).
     """
 
-    deliveries = ((("delete_attributes",), "ATTRIBUTE_DELETE"),)
+    deliveries: Sequence[Delivery] = ((("delete_attributes",), "ATTRIBUTE_DELETE"),)
 
     def __init__(self, sync: SyncConfig) -> None:
         super().__init__(sync)

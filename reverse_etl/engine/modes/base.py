@@ -42,7 +42,11 @@ class Mode(ABC):
         return self.key_field.label if self.key_field else "event key"
 
     def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str]) -> str:
-        """SQL of a row's key (text) over the model row."""
+        """SQL of a row's key (text) over the model row.
+
+        ``column_of(f)`` is the field's model column; ``value_of(f)`` its raw value
+        as exact text (for keys that digest several fields).
+        """
         assert self.key_field is not None
         return f"nullif(trim(CAST({column_of(self.key_field)} AS VARCHAR)), '')"
 
@@ -84,7 +88,6 @@ class Mode(ABC):
         raise NotImplementedError
 
 
-
 # ----------------------------------------------------------------- helpers
 def cur(f: Field) -> str:
     """A delta row's current value of ``f``."""
@@ -113,15 +116,15 @@ def no_writes(tracked: Sequence[Field]) -> str:
 
 
 def numbered(ops_sql: str) -> str:
-    """``CREATE TABLE changes`` with stable row ids (by operation, then key)."""
+    """``CREATE TABLE changes`` with row ids, contiguous per operation (compact journal ranges)."""
     return f"""
         CREATE OR REPLACE TABLE changes AS
         WITH ops AS ({ops_sql})
-        SELECT (row_number() OVER (ORDER BY op, key) - 1)::BIGINT AS row_id, * FROM ops
+        SELECT (row_number() OVER (ORDER BY op) - 1)::BIGINT AS row_id, * FROM ops
     """
 
 
 def removed_rows(tracked: Sequence[Field], op_sql: str = "'forget'", payload_sql: str = "NULL") -> str:
     """SELECT of snapshot rows whose key left the model."""
     return (f"SELECT s.key, 'removed' AS change, {op_sql} AS op, {payload_sql} AS payload, "
-            f"{no_writes(tracked)} FROM snap s ANTI JOIN cur c ON s.key = c.key")
+            f"{no_writes(tracked)} FROM snap s ANTI JOIN present c ON s.key = c.key")

@@ -15,6 +15,7 @@ import duckdb
 
 from reverse_etl.config.schema import EventMapping, SyncConfig
 from reverse_etl.engine import payloads
+from reverse_etl.engine.diff import text_digest_sql
 from reverse_etl.engine.fields import Field, identifier_fields, param_field, timestamp_sql
 from reverse_etl.engine.modes.base import Mode, cur, numbered, writes
 from reverse_etl.engine.sqltext import ident, literal
@@ -51,8 +52,7 @@ class UserEvents(Mode):
     def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str]) -> str:
         if self.key_column is not None:
             return f"nullif(trim(CAST({column_of(self.key_column)} AS VARCHAR)), '')"
-        parts = ", ".join(f"coalesce(CAST({value_of(f)} AS VARCHAR), chr(30))" for f in self.fields)
-        return f"md5(concat_ws(chr(31), {parts}))"
+        return text_digest_sql([value_of(f) for f in self.fields])
 
     def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
                     value_of: Callable[[Field], str]) -> list[str]:
