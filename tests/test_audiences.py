@@ -147,3 +147,60 @@ def test_audience_config_errors(tmp_path: Path, sync: dict[str, Any], message: s
     project = make_project(tmp_path / "p", **sync)
     with pytest.raises(ConfigError, match=message):
         reverse_etl.validate(project.root, environ=project.env)
+
+
+# ------------------------------------------------------- mode: user_audiences
+def td_project(tmp_path: Path, emu: Emulator, operation: str, name: str) -> ProjectUnderTest:
+    project = make_project(tmp_path / name, emu.url, rows=2)
+    project.sql("CREATE TABLE td AS SELECT * FROM (VALUES ('u1', [11, 22], ['VIP', 'Churn'])) t(customer_id, ids, names)")
+    project.write_model("td_members", "select * from td")
+    import yaml
+    config = yaml.safe_load((project.root / "syncs.yml").read_text())
+    config["syncs"].append({"name": "td", "model": "td_members", "mode": "user_audiences", "operation": operation,
+                            "identifiers": {"uuid": "customer_id"},
+                            "attributes": {"td_audience_id": "ids", "td_audience_name": "names"}})
+    project.write_config(config)
+    reverse_etl.run(project.root, select=["customers"], environ=project.env)
+    return project
+
+
+def run_td(project: ProjectUnderTest) -> reverse_etl.SyncResult:
+    return reverse_etl.run(project.root, select=["td"], environ=project.env).syncs[0]
+
+
+def test_user_audiences_append_replace_remove(tmp_path: Path, insider_emulator: Emulator) -> None:
+    append = td_project(tmp_path, insider_emulator, "append", "a")
+    assert run_td(append).counts["acked"] == 1
+    custom = insider_emulator.profile(uuid="u1")["attributes"]["custom"]  # type: ignore[index]
+    assert custom["td_audience_id"] == [11, 22] and custom["td_audience_name"] == ["VIP", "Churn"]
+    assert run_td(append).counts["to_send"] == 0  # sent once
+    append.sql("UPDATE td SET ids = [33], names = ['New']")
+    run_td(append)
+    custom = insider_emulator.profile(uuid="u1")["attributes"]["custom"]  # type: ignore[index]
+    assert custom["td_audience_id"] == [11, 22, 33]
+
+    replace = td_project(tmp_path, insider_emulator, "replace", "r")
+    replace.sql("UPDATE td SET ids = [44], names = ['Only']")
+    run_td(replace)
+    custom = insider_emulator.profile(uuid="u1")["attributes"]["custom"]  # type: ignore[index]
+    assert custom["td_audience_id"] == [44] and custom["td_audience_name"] == ["Only"]
+
+    remove = td_project(tmp_path, insider_emulator, "remove", "x")
+    remove.sql("UPDATE td SET ids = [44], names = ['Only']")
+    assert run_td(remove).counts["acked"] == 1
+    custom = insider_emulator.profile(uuid="u1")["attributes"]["custom"]  # type: ignore[index]
+    assert custom["td_audience_id"] == [] and custom["td_audience_name"] == []
+    bodies = sent(insider_emulator, ATTR_DELETE)
+    assert bodies[-1] == {"identifiers": {"uuid": "u1"},
+                          "custom": {"partial": {"td_audience_id": [44], "td_audience_name": ["Only"]}}}
+
+
+def test_user_audiences_rejects_unequal_or_non_numeric_arrays(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = td_project(tmp_path, insider_emulator, "append", "bad")
+    project.sql("CREATE OR REPLACE TABLE td AS SELECT * FROM (VALUES ('u1', ['1'], ['A', 'B']), "
+                "('u2', ['x'], ['X'])) t(customer_id, ids, names)")
+    result = run_td(project)
+    assert result.counts["invalid"] == 2 and result.counts["acked"] == 0
+    _, rows = reverse_etl.rejected_rows(project.root, "td", environ=project.env)
+    reasons = {r["key"]: r["reason"] for r in rows}
+    assert "equal length" in reasons["u1"] and "must hold numbers" in reasons["u2"]

@@ -35,10 +35,9 @@ def _audience_mode(sync: SyncConfig) -> Mode:
 
         return FirstPartySegment(sync)
     if sync.mode == "user_audiences":
-        from reverse_etl.errors import ConfigError
+        from reverse_etl.engine.modes.user_audiences import UserAudiences
 
-        raise ConfigError(f"sync {sync.name!r}: mode user_audiences is not implemented yet; use a "
-                          "user_attributes sync with `audiences:` and audience_delivery: td_user_audiences")
+        return UserAudiences(sync)
     from reverse_etl.engine.modes.audiences import AudienceUpsert
 
     return AudienceUpsert(sync)
