@@ -42,7 +42,7 @@ class Journal:
         failed: dict[int, str] | None = None,
     ) -> None:
         """Record one finished request; durable when this returns."""
-        entry: dict[str, object] = {"a": _compress(sorted(acked))}
+        entry: dict[str, object] = {"a": to_ranges(acked)}
         if rejected:
             entry["r"] = {str(k): v for k, v in rejected.items()}
         if failed:
@@ -72,12 +72,12 @@ def read_journal(path: Path) -> JournalContents:
     return contents
 
 
-def _compress(ids: list[int]) -> list[list[int]]:
-    """Sorted ids → inclusive ranges; batches are mostly contiguous."""
-    ranges: list[list[int]] = []
-    for row_id in ids:
+def to_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Row ids → sorted inclusive (first, last) ranges; batches are mostly contiguous."""
+    ranges: list[tuple[int, int]] = []
+    for row_id in sorted(ids):
         if ranges and ranges[-1][1] == row_id - 1:
-            ranges[-1][1] = row_id
+            ranges[-1] = (ranges[-1][0], row_id)
         else:
-            ranges.append([row_id, row_id])
+            ranges.append((row_id, row_id))
     return ranges
