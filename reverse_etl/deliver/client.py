@@ -88,15 +88,9 @@ class InsiderClient:
         cancelled; rows not yet reported were not settled) and
         :class:`DeliveryError` when the endpoint itself is unusable.
         """
-        run = _Run(
-            self,
-            endpoint,
-            on_result=on_result,
-            skip_hook=skip_hook,
-            halt_on_reject=halt_on_reject,
-            progress=progress,
-        )
-        return _run_sync(lambda: run.execute(chunks))
+        return _run_sync(lambda: self.deliver_async(
+            endpoint, chunks, on_result=on_result, skip_hook=skip_hook,
+            halt_on_reject=halt_on_reject, progress=progress))
 
     async def deliver_async(
         self,

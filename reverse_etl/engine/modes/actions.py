@@ -12,7 +12,8 @@ import duckdb
 from reverse_etl.config.schema import SyncConfig
 from reverse_etl.engine import payloads
 from reverse_etl.engine.fields import identifier_fields
-from reverse_etl.engine.modes.base import Mode, cur, numbered, removed_rows, writes
+from reverse_etl.engine.modes.base import Mode, cur, once_per_row
+from reverse_etl.engine.sqltext import literal
 
 _ENDPOINTS = {"delete_pii": "ANONYMIZE", "delete_users": "USER_DELETE",
               "delete_identifiers": "IDENTITY_DELETE"}
@@ -31,11 +32,4 @@ class UserAction(Mode):
 
     def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
         body = payloads.identifiers_body_json(self.fields, cur)
-        con.execute(numbered(f"""
-          SELECT d.key, CASE WHEN d.s_key IS NULL THEN 'added' ELSE 'changed' END AS change,
-                 '{self.op}' AS op, {body} AS payload,
-                 {writes(self.tracked, cur, lambda f: f"({cur(f)} IS NOT NULL)")}
-          FROM delta d
-          UNION ALL
-          {removed_rows(self.tracked)}
-        """))
+        con.execute(once_per_row(self.tracked, literal(self.op), body))

@@ -20,6 +20,7 @@ from reverse_etl.engine.modes.base import (
     cur,
     numbered,
     old,
+    once_per_row,
     removed_rows,
     snap,
     writes,
@@ -120,12 +121,5 @@ class DeleteAttributes(Mode):
 
         anything = " OR ".join(f"{whole(f)} OR {partial(f)} IS NOT NULL" for f in self.attrs) or "FALSE"
         body = payloads.attribute_delete_json(self.ids, cur, self.attrs, whole, partial)
-        con.execute(numbered(f"""
-          SELECT d.key, CASE WHEN d.s_key IS NULL THEN 'added' ELSE 'changed' END AS change,
-                 CASE WHEN {anything} THEN 'delete_attributes' ELSE 'noop' END AS op,
-                 CASE WHEN {anything} THEN {body} END AS payload,
-                 {writes(self.tracked, cur, lambda f: f"({cur(f)} IS NOT NULL)")}
-          FROM delta d
-          UNION ALL
-          {removed_rows(self.tracked)}
-        """))
+        con.execute(once_per_row(self.tracked, f"CASE WHEN {anything} THEN 'delete_attributes' ELSE 'noop' END",
+                                 f"CASE WHEN {anything} THEN {body} END"))

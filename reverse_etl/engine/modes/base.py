@@ -124,6 +124,18 @@ def numbered(ops_sql: str) -> str:
     """
 
 
+def once_per_row(tracked: Sequence[Field], op_sql: str, payload_sql: str) -> str:
+    """``changes`` for modes that act once per new or changed row and forget removed ones."""
+    return numbered(f"""
+      SELECT d.key, CASE WHEN d.s_key IS NULL THEN 'added' ELSE 'changed' END AS change,
+             {op_sql} AS op, {payload_sql} AS payload,
+             {writes(tracked, cur, lambda f: f"({cur(f)} IS NOT NULL)")}
+      FROM delta d
+      UNION ALL
+      {removed_rows(tracked)}
+    """)
+
+
 def removed_rows(tracked: Sequence[Field], op_sql: str = "'forget'", payload_sql: str = "NULL") -> str:
     """SELECT of snapshot rows whose key left the model."""
     return (f"SELECT s.key, 'removed' AS change, {op_sql} AS op, {payload_sql} AS payload, "

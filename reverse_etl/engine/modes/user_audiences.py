@@ -20,7 +20,7 @@ import duckdb
 from reverse_etl.config.schema import SyncConfig
 from reverse_etl.engine import payloads
 from reverse_etl.engine.fields import Field, attribute_fields, identifier_fields
-from reverse_etl.engine.modes.base import Mode, cur, numbered, removed_rows, writes
+from reverse_etl.engine.modes.base import Mode, cur, once_per_row
 from reverse_etl.engine.sqltext import literal
 
 _NUMBER_TYPES = "['BIGINT', 'UBIGINT', 'DOUBLE']"
@@ -75,11 +75,4 @@ class UserAudiences(Mode):
                                              not_append=self.sync.operation == "replace")
         else:
             body = payloads.attribute_delete_json(self.ids, cur, arrays, lambda f: "FALSE", array_of)
-        con.execute(numbered(f"""
-          SELECT d.key, CASE WHEN d.s_key IS NULL THEN 'added' ELSE 'changed' END AS change,
-                 '{self.op}' AS op, {body} AS payload,
-                 {writes(self.tracked, cur, lambda f: f"({cur(f)} IS NOT NULL)")}
-          FROM delta d
-          UNION ALL
-          {removed_rows(self.tracked)}
-        """))
+        con.execute(once_per_row(self.tracked, literal(self.op), body))
