@@ -60,7 +60,6 @@ class SyncRunner:
         self.project = project
         self.sync = sync
         self.source = source
-        self.model = model
         self.client_factory = client_factory
         self.progress = progress
         self.state = SyncState(project.state_dir, sync.name)
