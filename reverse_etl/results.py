@@ -20,7 +20,7 @@ class SyncResult:
     """per stage: source, diff, deliver, commit, total"""
     full_resend_reason: str | None = None
     samples: dict[str, list[str]] = field(default_factory=dict)
-    """a few payloads per operation (plan only)"""
+    """a few payloads per kind of operation, e.g. ``"upsert (changed)"`` (plan only)"""
     rejected_samples: list[dict[str, Any]] = field(default_factory=list)
     message: str | None = None
     """why it failed or was skipped"""

@@ -192,7 +192,7 @@ def test_mapping_change_means_full_resend_announced_by_plan(project: ProjectUnde
     planned = reverse_etl.plan(project.root, environ=project.env).syncs[0]
     assert planned.full_resend_reason == "the sync's mapping or model changed since the last run"
     assert planned.counts["to_send"] == 50
-    assert planned.samples["upsert"][0].startswith('{"identifiers":')
+    assert planned.samples["upsert (added)"][0].startswith('{"identifiers":')
     insider_emulator.reset()
     assert insider_emulator.requests() == []  # plan sent nothing
     result = run(project)

@@ -81,11 +81,14 @@ class SyncRunner:
         con = self._engine()
         try:
             self._load_and_diff(con, result, full_refresh=full_refresh, fold_pending=True)
-            for op, in con.execute("SELECT DISTINCT op FROM changes WHERE payload IS NOT NULL").fetchall():
-                rows = con.execute(
-                    f"SELECT payload FROM changes WHERE op = {literal(op)} ORDER BY row_id LIMIT {int(samples)}"
-                ).fetchall()
-                result.samples[op] = [r[0] for r in rows]
+            # A few payloads of each kind: "upsert (changed)", "upsert (added)", ...
+            rows = con.execute(f"""
+                SELECT op || ' (' || change || ')', payload FROM changes WHERE payload IS NOT NULL
+                QUALIFY row_number() OVER (PARTITION BY op, change ORDER BY row_id) <= {int(samples)}
+                ORDER BY change DESC, op, row_id
+            """).fetchall()
+            for kind, payload in rows:
+                result.samples.setdefault(kind, []).append(payload)
             result.rejected_samples = self._validation_samples(con, samples)
         finally:
             con.close()
