@@ -22,7 +22,7 @@ from reverse_etl.errors import (
     StateError,
     UsageError,
 )
-from reverse_etl.pull import PullResult, pull
+from reverse_etl.raw_export import PullResult, pull
 from reverse_etl.results import RunResult, SyncResult
 
 __version__ = "0.1.0"

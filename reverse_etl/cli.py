@@ -200,8 +200,8 @@ def reset(ctx: click.Context, sync: str, yes: bool) -> None:
 @handle_errors
 def pull(ctx: click.Context, export: str, force: bool, from_url: str | None, as_json: bool) -> None:
     """Request Insider's raw data export EXPORT and load it into the warehouse."""
-    from reverse_etl.pull import pull as pull_export
-    from reverse_etl.pull.progress import pull_reporter
+    from reverse_etl.raw_export import pull as pull_export
+    from reverse_etl.raw_export.progress import pull_reporter
 
     with pull_reporter(enabled=not as_json) as progress:
         result = pull_export(_project(ctx), export, force=force, from_url=from_url,

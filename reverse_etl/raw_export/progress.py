@@ -1,6 +1,6 @@
 """Progress of ``reverse-etl pull`` for the CLI: a rich bar on a terminal, plain lines elsewhere.
 
-The core (:func:`reverse_etl.pull.pull`) never prints; it calls
+The core (:func:`reverse_etl.raw_export.pull`) never prints; it calls
 ``progress(stage, done, total)``. Stage ``download`` counts bytes (``total`` is
 None while the size is unknown); any other stage is a status line.
 """

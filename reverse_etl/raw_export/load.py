@@ -9,7 +9,7 @@ lists them.
 
 DuckDB reads all three formats itself (``read_csv``/``read_parquet``/
 ``read_json``), so the file never passes through Python rows; the same reader
-feeds the Snowflake loader (:mod:`reverse_etl.pull.snowflake_load`) as Arrow,
+feeds the Snowflake loader (:mod:`reverse_etl.raw_export.snowflake_load`) as Arrow,
 which keeps column types identical on both warehouses.
 """
 

@@ -11,6 +11,6 @@ warehouse, ``c_`` columns mapped back) and ``api`` (composes them).
 
 from __future__ import annotations
 
-from reverse_etl.pull.api import PullResult, find_export, pull
+from reverse_etl.raw_export.api import PullResult, find_export, pull
 
 __all__ = ["PullResult", "find_export", "pull"]
