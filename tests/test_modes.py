@@ -218,3 +218,19 @@ def test_custom_attribute_cap_is_per_tenant_across_syncs(tmp_path: Path, insider
         reverse_etl.validate(project.root, environ=project.env)
     result = reverse_etl.run(project.root, select=["customers"], environ=project.env)
     assert result.exit_code == 1 and insider_emulator.requests() == []
+
+
+def test_editing_an_events_model_or_params_resends_nothing(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = events_project(tmp_path, insider_emulator, {
+        "name_column": "event_name", "timestamp": "occurred_at", "key": "event_id",
+        "params": {"product_id": "product_id"}})
+    assert run(project).counts["acked"] == 3
+    project.write_model("events", "select *, 'web' as channel from raw_events where true")
+    import yaml
+    config = yaml.safe_load((project.root / "syncs.yml").read_text())
+    config["syncs"][0]["event"]["params"]["channel"] = "channel"
+    project.write_config(config)
+    planned = reverse_etl.plan(project.root, environ=project.env).syncs[0]
+    assert planned.full_resend_reason is None and planned.counts["to_send"] == 0
+    insider_emulator.reset()
+    assert run(project).counts["to_send"] == 0 and insider_emulator.requests() == []

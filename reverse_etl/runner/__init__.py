@@ -43,10 +43,25 @@ def new_run_id() -> str:
 
 
 def sync_fingerprint(sync: SyncConfig, model: ResolvedModel) -> str:
-    """Hash of everything that decides what the snapshot means."""
-    relevant = sync.model_dump(mode="json", include={"mode", "operation", "identifiers",
-                                                     "attributes", "options"})
-    relevant["model_sql"] = model.sql
+    """Hash of everything that decides what the snapshot means.
+
+    A changed fingerprint means a full resend. For attribute syncs that is the
+    mapping, the options and the model's SQL. An event snapshot is only the set of
+    event keys already sent, so only what defines a key counts: the key column,
+    or (digest keys) the identifiers and event mapping. Resending events after a
+    model edit would duplicate them at Insider.
+    """
+    relevant: dict[str, Any]
+    if sync.mode == "user_events" and sync.event is not None:
+        if sync.event.key:
+            relevant = {"mode": sync.mode, "event_key": sync.event.key}
+        else:
+            relevant = sync.model_dump(mode="json", include={"mode", "identifiers", "event"})
+            relevant["event"].pop("ttl_days", None)
+    else:
+        relevant = sync.model_dump(mode="json", include={"mode", "operation", "identifiers",
+                                                         "attributes", "options"})
+        relevant["model_sql"] = model.sql
     relevant["snapshot_format"] = SNAPSHOT_FORMAT
     return hashlib.sha256(orjson.dumps(relevant, option=orjson.OPT_SORT_KEYS)).hexdigest()[:20]
 
