@@ -129,3 +129,11 @@ def test_ref_cycle_and_unknown_template(project: ProjectUnderTest) -> None:
     project.write_model("a", "select {{ config(x) }} from t")
     code, _, err = cli(project, "validate")
     assert code == 1 and "unsupported template" in one_error_line(err)
+
+
+def test_model_must_be_a_name_not_a_path(project: ProjectUnderTest) -> None:
+    text = (project.root / "syncs.yml").read_text().replace("model: customers", "model: ../../etc/passwd")
+    project.write_config(text)
+    code, _, err = cli(project, "validate")
+    line = one_error_line(err)
+    assert code == 1 and "syncs[0].model" in line and "not a path" in line

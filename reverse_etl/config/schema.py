@@ -257,6 +257,14 @@ class SyncConfig(Strict):
             raise ValueError("sync name may hold letters, digits, '_', '.', '-' only")
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        # A name, not a path: models/<name>.sql or a dbt model (package.model, model.v2).
+        if not SYNC_NAME.match(value):
+            raise ValueError("model must be a model name (letters, digits, '_', '.', '-'), not a path")
+        return value
+
     @field_validator("attributes", mode="before")
     @classmethod
     def _list_shorthand(cls, value: Any) -> Any:
