@@ -94,6 +94,10 @@ class SegmentConfig(_Strict):
                              f"allows at most {SEGMENT_NAME_MAX}")
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("segment storage s3 needs s3_bucket")
+        if self.storage == "local" and (self.callback_url is not None or self.wait_seconds <= 0):
+            # The run itself serves the file: it must stay until Insider has fetched it.
+            raise ValueError("storage local serves the file from this run, so it must wait for "
+                             "Insider's callback: set wait_seconds > 0 and no callback_url, or use storage: s3")
         return self
 
     @property

@@ -81,7 +81,7 @@ class InsiderClient:
         ``on_result`` receives each request's final :class:`BatchResult`, one
         at a time, in the delivery's loop thread; ``progress(n)`` follows with
         the number of rows it settled. ``skip_hook`` adds ``"skip_hook": true``
-        to bulk bodies. ``halt_on_reject`` stops sending after the first
+        to upsert bodies (the only ones documented to take it). ``halt_on_reject`` stops sending after the first
         rejected row (in-flight requests still finish and are reported).
 
         Raises :class:`AuthenticationError` on 401/403 (in-flight work is
@@ -202,7 +202,8 @@ class _Run:
         self.config = client.config
         self.endpoint = endpoint
         self.on_result = on_result
-        self.skip_hook = skip_hook and endpoint.bulk
+        # insider-api.md documents skip_hook for upsert only (§1); other bodies stay bare.
+        self.skip_hook = skip_hook and endpoint is Endpoint.UPSERT
         self.halt_on_reject = halt_on_reject
         self.progress = progress
         self.stats = DeliveryStats()

@@ -145,7 +145,8 @@ def _judge_ok(endpoint: Endpoint, content: bytes, n_users: int) -> Verdict:
     if not isinstance(fail, dict) or (_fail_count(fail) == 0 and not fail.get("errors")):
         return Verdict(Kind.ACK)
     rejected = parse_fail_map(fail, n_users)
-    if rejected is None:
+    # More failures counted than users named: the unnamed ones could be any row.
+    if rejected is None or _fail_count(fail) > len(rejected):
         raw = orjson.dumps(fail).decode()
         return Verdict(
             Kind.REJECT, f"Insider reported failures it did not tie to users: {shorten(raw)}"
@@ -181,9 +182,18 @@ def judge(
             f"HTTP {status}: {message}",
             retry_after=parse_retry_after(retry_after_header),
         )
+    if 300 <= status < 400:
+        # A redirect (http → https, a proxy's login page) is a configuration problem,
+        # never a verdict on the rows: rejecting them would hold them back for good.
+        return Verdict(
+            Kind.FATAL,
+            f"Insider's address redirected {endpoint.method} {endpoint.path} ({status}): "
+            "check destination.api_base_url (https, no trailing path)",
+        )
     if status == 404:
-        if _load(content) is None:
-            # Not an Insider answer at all: the base URL or path is wrong.
+        if _load(content) is None or "no such user" not in message.lower():
+            # Not Insider's documented "no such user" answer: the base URL or path is
+            # wrong (a gateway's JSON 404 must not count as "user already deleted").
             return Verdict(
                 Kind.FATAL,
                 f"Insider answered 404 for {endpoint.method} {endpoint.path} "

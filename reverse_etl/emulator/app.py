@@ -96,7 +96,7 @@ class UcdApi:
 
     async def delete_attributes(self, body: Any, request: web.Request) -> Outcome:
         """POST /api/user/v1/attribute/delete."""
-        users = _users(body, frozenset({"users", "skip_hook"}))
+        users = _users(body, frozenset({"users"}))  # skip_hook is documented for upsert only
         errors: Errors = {}
         ok = failed = 0
         state = self.state

@@ -45,8 +45,8 @@ FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet",
            "json": "application/x-ndjson"}
 OPERATORS = frozenset({"eq", "ne", "lt", "gt", "lteq", "gteq"})
 LINK_TTL_SECONDS = 24 * 3600
-_name_ok = re.compile(NAME_PATTERN).match
-_event_ok = re.compile(EVENT_NAME_PATTERN).match
+_name_ok = re.compile(NAME_PATTERN, re.ASCII).fullmatch
+_event_ok = re.compile(EVENT_NAME_PATTERN, re.ASCII).fullmatch
 
 
 def _int(v: Any) -> bool:

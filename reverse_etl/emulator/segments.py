@@ -36,9 +36,9 @@ from .validation import EMAIL_PATTERN, PHONE_PATTERN
 
 FIELDS = ("segmentName", "attributeName", "fileUrl", "callbackUrl")
 _checks = {
-    "em": re.compile(EMAIL_PATTERN).match,
-    "pn": re.compile(PHONE_PATTERN).match,
-    "uuid": re.compile(r"^\S.*$").match,
+    "em": re.compile(EMAIL_PATTERN, re.ASCII).fullmatch,
+    "pn": re.compile(PHONE_PATTERN, re.ASCII).fullmatch,
+    "uuid": re.compile(r"^\S.*$", re.ASCII).fullmatch,
 }
 _index_kind = {"em": "email", "pn": "phone_number", "uuid": "uuid"}
 

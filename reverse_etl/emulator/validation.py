@@ -51,17 +51,19 @@ COUNTRY_PATTERN = r"^[A-Z]{2}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(_[A-Z]{2})?$"
 
-_name_ok = re.compile(NAME_PATTERN).match
-_email_ok = re.compile(EMAIL_PATTERN).match
-_phone_ok = re.compile(PHONE_PATTERN).match
-_event_ok = re.compile(EVENT_NAME_PATTERN).match
-_country_ok = re.compile(COUNTRY_PATTERN).match
-_currency_ok = re.compile(CURRENCY_PATTERN).match
-_language_ok = re.compile(LANGUAGE_PATTERN).match
+# Insider's rules behave like RE2: ``$`` is the end of the text (a trailing newline
+# does not pass) and ``\d`` is ASCII. Python needs fullmatch and re.ASCII for that.
+_name_ok = re.compile(NAME_PATTERN, re.ASCII).fullmatch
+_email_ok = re.compile(EMAIL_PATTERN, re.ASCII).fullmatch
+_phone_ok = re.compile(PHONE_PATTERN, re.ASCII).fullmatch
+_event_ok = re.compile(EVENT_NAME_PATTERN, re.ASCII).fullmatch
+_country_ok = re.compile(COUNTRY_PATTERN, re.ASCII).fullmatch
+_currency_ok = re.compile(CURRENCY_PATTERN, re.ASCII).fullmatch
+_language_ok = re.compile(LANGUAGE_PATTERN, re.ASCII).fullmatch
 _rfc3339_ok = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-).match
-_rfc3339_utc_ok = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$").match
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
+).fullmatch
+_rfc3339_utc_ok = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$", re.ASCII).fullmatch
 
 USER_KEYS = frozenset({"identifiers", "insider_id", "attributes", "events", "not_append"})
 IDENTIFIER_KINDS = ("uuid", "email", "phone_number")

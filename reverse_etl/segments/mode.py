@@ -31,7 +31,7 @@ from reverse_etl.config.audiences import SEGMENT_NAME_MAX, SegmentConfig
 from reverse_etl.config.schema import SyncConfig
 from reverse_etl.engine.fields import identifier_fields
 from reverse_etl.engine.modes.base import Mode
-from reverse_etl.engine.sqltext import first_row
+from reverse_etl.engine.sqltext import first_row, scalar
 from reverse_etl.errors import DeliveryError
 from reverse_etl.models import ResolvedModel
 from reverse_etl.segments.server import SegmentServer
@@ -114,13 +114,18 @@ class FirstPartySegment(Mode):
     def _files(self, con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, bytes]]:
         """(segment name, CSV bytes) per file; split at ``max_file_bytes`` or refused above it."""
         budget = self.segment.max_file_bytes
-        # Bytes per value: its text plus the newline. Each part's running total stays
-        # within the budget, so no file exceeds it (a single oversize value aside).
+        # Bytes per value: its text plus the newline. A part holds the values whose
+        # running end falls in one window of (budget - longest + 1) bytes, so no part
+        # exceeds the budget even when a value straddles a window's edge.
+        longest = scalar(con, "SELECT coalesce(max(octet_length(encode(key)) + 1), 1) FROM cur WHERE reason IS NULL")
+        if longest > budget:
+            raise DeliveryError(f"segment {name!r}: a value of {longest} bytes exceeds segment.max_file_bytes")
+        window = budget - longest + 1
         con.execute(f"""
             CREATE OR REPLACE TABLE segment_parts AS
             WITH v AS (SELECT key, sum(octet_length(encode(key)) + 1) OVER (ORDER BY key) AS upto
                        FROM cur WHERE reason IS NULL)
-            SELECT ((upto - 1) // {int(budget)})::BIGINT AS part,
+            SELECT ((upto - 1) // {int(window)})::BIGINT AS part,
                    string_agg(key, chr(10) ORDER BY key) || chr(10) AS body
             FROM v GROUP BY part ORDER BY part
         """)

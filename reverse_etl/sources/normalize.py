@@ -162,8 +162,10 @@ def _wide_type(t: pa.DataType) -> pa.DataType:
         return pa.int64()
     if pa.types.is_floating(t):
         return pa.float64()
-    if pa.types.is_decimal(t) and t.precision < 38 and t.scale <= 38:
-        return pa.decimal128(38, t.scale)
+    if pa.types.is_decimal(t) and t.precision <= 38 and t.scale <= 38:
+        # Drivers of unconstrained NUMERIC (psycopg) give each batch the scale of its
+        # own values; at least 9 decimal places keeps later batches' values exact.
+        return pa.decimal128(38, max(t.scale, 9))
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return pa.string()
     if pa.types.is_list(t) or pa.types.is_large_list(t):

@@ -98,3 +98,16 @@ def test_a_column_of_nulls_takes_its_snowflake_type_default() -> None:
     assert array_column.schema.field("v").type == pa.list_(pa.string())
     assert array_column.column("v").to_pylist() == [None, None, ["x"]]
     assert _decode([None], default="scalar").schema.field("v").type == pa.string()
+
+
+def test_unconstrained_numeric_keeps_later_batches_exact() -> None:
+    from decimal import Decimal
+
+    # psycopg gives each batch of an unconstrained NUMERIC the scale of its own values.
+    reader = stable_reader(
+        _batches(pa.array([Decimal("10"), Decimal("20.5")]), pa.array([Decimal("1.25")]),
+                 pa.array([Decimal("0.000000001")])),
+        names=["ltv"], batch_size=10, lookahead=1,
+    )
+    values = reader.read_all().column("ltv").to_pylist()
+    assert values == [Decimal("10"), Decimal("20.5"), Decimal("1.25"), Decimal("0.000000001")]
