@@ -107,3 +107,16 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_redirects_and_foreign_404s_are_configuration_errors_not_row_verdicts() -> None:
+    # A redirect must never turn every row into a rejected (and later held-back) row.
+    assert judge(Endpoint.UPSERT, 301, b"", 3).kind is Kind.FATAL
+    # A gateway's JSON 404 is not Insider's "no such user": deleting nothing is not "done".
+    foreign = judge(Endpoint.USER_DELETE, 404, b'{"message":"Not Found"}', 1)
+    assert foreign.kind is Kind.FATAL and "api_base_url" in foreign.reason
+
+
+def test_a_fail_count_beyond_the_named_users_rejects_the_batch() -> None:
+    fail = {"count": 2, "errors": {"users.0.identifiers.*.regexp(x)": ["bad"]}}
+    assert judge(Endpoint.UPSERT, 200, _ok(fail), 3).kind is Kind.REJECT
