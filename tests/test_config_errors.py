@@ -137,3 +137,16 @@ def test_model_must_be_a_name_not_a_path(project: ProjectUnderTest) -> None:
     code, _, err = cli(project, "validate")
     line = one_error_line(err)
     assert code == 1 and "syncs[0].model" in line and "not a path" in line
+
+
+def test_a_secret_with_yaml_characters_loads_unchanged_and_is_never_echoed(project: ProjectUnderTest) -> None:
+    from reverse_etl.config import load_project
+
+    secret = '*Sup3r\\Sec"ret!'
+    loaded = load_project(project.root, {"INSIDER_API_KEY": secret})
+    assert loaded.config.destination.api_key.get_secret_value() == secret
+    # A line that breaks once its value is filled in says so without quoting the value.
+    text = (project.root / "syncs.yml").read_text()
+    project.write_config(text.replace('\'{{ env_var("INSIDER_API_KEY") }}\'', 'x {{ env_var("INSIDER_API_KEY") }}: y'))
+    code, out, err = cli(project, "validate", env={"INSIDER_API_KEY": "*alias"})
+    assert code == 1 and "alias" not in err + out and "env_var() value" in err

@@ -8,6 +8,7 @@ line, the field and the fix, e.g.::
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -55,7 +56,8 @@ def load_project(path: str | Path = ".", environ: Mapping[str, str] | None = Non
         environ = {**dot, **os.environ}
     raw = config_path.read_text(encoding="utf-8")
     rendered = render_env_vars(raw, environ, config_path.name)
-    data, lines = _parse_yaml(rendered, config_path.name)
+    templated = frozenset(i for i, line in enumerate(raw.splitlines()) if _TEMPLATE.search(line))
+    data, lines = _parse_yaml(rendered, config_path.name, templated)
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path.name}:1: the file must be a mapping with source, destination and syncs")
     _refuse_literal_secrets(data, lines, raw.splitlines(), config_path.name)
@@ -71,7 +73,7 @@ def render_env_vars(text: str, environ: Mapping[str, str], filename: str) -> str
     out: list[str] = []
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
 
-        def substitute(match: re.Match[str], number: int = number) -> str:
+        def substitute(match: re.Match[str], number: int = number, line: str = line) -> str:
             call = _ENV_VAR_CALL.match(match.group(1))
             if call is None:
                 raise ConfigError(
@@ -80,23 +82,64 @@ def render_env_vars(text: str, environ: Mapping[str, str], filename: str) -> str
                 )
             name, default = call.group("name"), call.group("default")
             if name in environ:
-                return environ[name]
-            if default is not None:
-                return default
-            raise ConfigError(
-                f"{filename}:{number}: environment variable {name} is not set; "
-                f"export {name}=... or add it to .env"
-            )
+                value = environ[name]
+            elif default is not None:
+                value = default
+            else:
+                raise ConfigError(
+                    f"{filename}:{number}: environment variable {name} is not set; "
+                    f"export {name}=... or add it to .env"
+                )
+            return _yaml_escaped(value, line, match)
 
         out.append(_TEMPLATE.sub(substitute, line))
     return "".join(out)
+
+
+def _yaml_escaped(value: str, line: str, match: re.Match[str]) -> str:
+    """``value`` written so YAML reads it back unchanged, whatever it holds.
+
+    A secret may start with ``*`` or ``!`` or hold a backslash or a quote; pasted raw
+    it would be parsed as YAML syntax (and echoed in the parse error).
+    """
+    quote = _quote_at(line, match.start())
+    if quote == '"':
+        return json.dumps(value)[1:-1]  # JSON string escapes are YAML double-quoted escapes
+    if quote == "'":
+        return value.replace("'", "''")
+    before, after = line[: match.start()].rstrip(), line[match.end():].strip()
+    if (before.endswith(":") or before.endswith("- ") or before.endswith("-")) and not after:
+        return json.dumps(value)  # the template is the whole plain scalar: make it a quoted one
+    return value
+
+
+def _quote_at(line: str, position: int) -> str | None:
+    """The YAML quote character open at ``position`` of ``line``, if any."""
+    quote: str | None = None
+    i = 0
+    while i < position:
+        char = line[i]
+        if quote is None:
+            if char in "\"'":
+                quote = char
+            elif char == "#":
+                return None
+        elif quote == '"' and char == "\\":
+            i += 1  # skip the escaped character
+        elif char == quote:
+            if quote == "'" and i + 1 < position and line[i + 1] == "'":
+                i += 1  # '' is an escaped single quote
+            else:
+                quote = None
+        i += 1
+    return quote
 
 
 # ------------------------------------------------------------------ YAML + lines
 LineMap = dict[tuple[str | int, ...], int]
 
 
-def _parse_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
+def _parse_yaml(text: str, filename: str, templated_lines: frozenset[int] = frozenset()) -> tuple[Any, LineMap]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -104,6 +147,9 @@ def _parse_yaml(text: str, filename: str) -> tuple[Any, LineMap]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{filename}:{mark.line + 1}" if mark is not None else filename
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if mark is not None and mark.line in templated_lines:
+            # The line held a rendered env_var(): the problem text could quote a secret.
+            problem = "cannot parse the line once its env_var() value is filled in"
         raise ConfigError(f"{where}: invalid YAML: {problem}; check indentation and quoting") from None
     lines: LineMap = {}
     if node is not None:

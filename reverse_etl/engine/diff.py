@@ -168,11 +168,12 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     Operations that need no request (``noop``, ``forget``) are applied as
     acknowledged. ``prune_sql`` drops rows (e.g. events past their TTL).
 
-    A key's digest becomes its current row's digest only when every operation
-    for it was acknowledged (or it needed none): a key with an unacknowledged
-    operation gets a NULL digest, so the next run diffs it again. Without
-    ``with_delta`` (crash recovery, no current rows at hand) every touched key
-    gets a NULL digest.
+    A key's digest becomes its current row's digest (``changes.digest``) only when
+    every operation for it was acknowledged (or it needed none): a key with an
+    unacknowledged or held-back operation gets a NULL digest, so the next run diffs
+    it again. ``with_delta`` (a normal run) also refreshes the digest of delta rows
+    that needed no operation; without it (crash recovery) only ``changes`` counts.
+    Pruned rows (``prune_sql``) are dropped only once they have left the model.
     """
     def w(f: Field) -> str:
         return ident("w:" + f.name)
@@ -188,9 +189,10 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
                            for f in fields)
     auto = ", ".join(literal(op) for op in AUTO_ACKED_OPS)
     drops = ", ".join(literal(op) for op in DROP_OPS)
-    fresh = ("SELECT d.key, d.digest FROM delta d LEFT JOIN touched t ON t.key = d.key "
-             "WHERE t.key IS NULL OR t.all_acked") if with_delta else \
-        "SELECT NULL::VARCHAR AS key, NULL::VARCHAR AS digest WHERE FALSE"
+    unchanged_rows = ("UNION ALL SELECT d.key, d.digest FROM delta d WHERE d.s_key IS NOT NULL "
+                      "AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.key = d.key)") if with_delta else ""
+    prune = (f"{prune_sql} AND NOT EXISTS (SELECT 1 FROM present p WHERE p.key = pruned.key)"
+             if prune_sql and with_delta else "FALSE")
     sep = ", " if fields else ""
     con.execute(f"""
         CREATE OR REPLACE TABLE new_snap AS
@@ -198,7 +200,8 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
           SELECT ch.*, (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok
           FROM changes ch
         ),
-        touched AS (SELECT key, bool_and(ok) AS all_acked FROM flagged GROUP BY key),
+        touched AS (SELECT key, bool_and(ok) AS all_acked, any_value(digest) AS digest
+                    FROM flagged GROUP BY key),
         acked AS (SELECT * FROM flagged WHERE ok),
         -- Most keys have one operation: aggregate only the few with several.
         multi AS (SELECT key FROM acked WHERE op NOT IN ({drops}) GROUP BY key HAVING count(*) > 1),
@@ -210,7 +213,8 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
           WHERE op NOT IN ({drops}) AND EXISTS (SELECT 1 FROM multi x WHERE x.key = a.key) GROUP BY key
         ),
         dropped AS (SELECT DISTINCT key FROM acked WHERE op IN ({drops})),
-        fresh AS ({fresh})
+        fresh AS (SELECT key, digest FROM touched WHERE all_acked AND digest IS NOT NULL
+                  {unchanged_rows})
         SELECT * FROM (
           SELECT coalesce(s.key, m.key, f.key) AS key{sep}{final_cols},
             CASE WHEN f.key IS NOT NULL THEN f.digest
@@ -221,6 +225,6 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
           FULL OUTER JOIN fresh f ON f.key = coalesce(s.key, m.key)
           LEFT JOIN touched t ON t.key = coalesce(s.key, m.key, f.key)
           WHERE NOT EXISTS (SELECT 1 FROM dropped d WHERE d.key = coalesce(s.key, m.key, f.key))
-        )
-        WHERE NOT coalesce({prune_sql or "FALSE"}, FALSE)
+        ) pruned
+        WHERE NOT coalesce({prune}, FALSE)
     """)

@@ -31,19 +31,22 @@ def load_rejected(con: duckdb.DuckDBPyConnection, path: str | None) -> None:
 
 
 def hold_back(con: duckdb.DuckDBPyConnection, max_attempts: int) -> int:
-    """Remove from ``changes`` the rows tried ``max_attempts`` times with the same payload.
+    """Hold back rows Insider rejected ``max_attempts`` times with the same payload.
 
-    They are copied to ``held`` (so they stay listed by ``rejected``); returns how many.
+    Their operations become ``held`` (not sent, not acknowledged: the snapshot keeps
+    the old values and the next run diffs them again) and their entries are copied
+    to ``held`` so they stay listed by ``rejected``. Rows that *failed* (outages,
+    timeouts) are never held back: they are retried every run. Returns how many.
     """
     con.execute(f"""
         CREATE OR REPLACE TABLE held AS
         SELECT r.* FROM old_rej r JOIN changes ch
           ON r.key = ch.key AND r.op = ch.op AND r.payload IS NOT DISTINCT FROM ch.payload
-        WHERE r.kind <> 'validation' AND r.attempts >= {int(max_attempts)}
+        WHERE r.kind = 'insider' AND r.attempts >= {int(max_attempts)}
     """)
     con.execute("""
-        DELETE FROM changes ch WHERE EXISTS (
-          SELECT 1 FROM held h WHERE h.key = ch.key AND h.op = ch.op)
+        UPDATE changes ch SET op = 'held', payload = NULL
+        WHERE EXISTS (SELECT 1 FROM held h WHERE h.key = ch.key AND h.op = ch.op)
     """)
     return scalar(con, "SELECT count(*) FROM held")
 
@@ -72,7 +75,8 @@ def build_new_rejected(con: duckdb.DuckDBPyConnection, run_id: str, *, with_vali
         SELECT ch.key, ch.op, o.kind, o.reason,
                (coalesce(r.attempts, 0) + 1)::INTEGER AS attempts, ch.payload, {literal(run_id)} AS last_run
         FROM outcome o JOIN changes ch ON ch.row_id = o.row_id
-        LEFT JOIN old_rej r ON r.key = ch.key AND r.op = ch.op
+        -- A changed payload is a new row to Insider: its attempts start again.
+        LEFT JOIN old_rej r ON r.key = ch.key AND r.op = ch.op AND r.payload IS NOT DISTINCT FROM ch.payload
     """, "SELECT * FROM held"]
     if with_validation:
         parts.append(f"""

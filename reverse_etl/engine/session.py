@@ -23,6 +23,8 @@ def engine_connection(tmp_dir: Path, memory_limit: str = "2GB",
     if threads:
         config["threads"] = threads
     con = duckdb.connect(":memory:", config=config)
+    # Timestamps become text (digests, keys, RFC 3339) the same way on every machine.
+    con.execute("SET TimeZone = 'UTC'")
     # Model SQL must never pick up a Python variable of ours by name.
     con.execute("SET python_enable_replacements = false")
     # Row order never matters to the engine; dropping it lets DuckDB stream and spill.

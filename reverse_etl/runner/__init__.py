@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -34,7 +36,7 @@ from reverse_etl.state.store import Pending
 
 __all__ = ["ProgressCallback", "SyncRunner", "new_run_id", "sync_fingerprint"]
 
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = 4
 """Bump when the snapshot's meaning changes: every sync then resends in full."""
 
 def new_run_id() -> str:
@@ -84,16 +86,17 @@ class SyncRunner:
         self.fingerprint = sync_fingerprint(sync, model)
         self.committer = Committer(self.state, self.tracked, self.fingerprint, self.mode.prune_sql())
 
-    def _engine(self) -> duckdb.DuckDBPyConnection:
+    def _engine(self, spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
         state = self.project.config.state
-        return engine_connection(self.state.tmp_dir, state.memory_limit, state.threads)
+        return engine_connection(spill_dir or self.state.tmp_dir, state.memory_limit, state.threads)
 
     # ------------------------------------------------------------------ API
     def plan(self, *, full_refresh: bool = False, samples: int = 3) -> SyncResult:
         """Dry run: what a run would send. Sends nothing and writes nothing."""
         result = SyncResult(sync=self.sync.name, run_id=new_run_id(), outcome="planned")
         started = time.perf_counter()
-        con = self._engine()
+        spill = tempfile.TemporaryDirectory(prefix="reverse_etl_plan_")  # plan writes no state
+        con = self._engine(Path(spill.name))
         try:
             self._load_and_diff(con, result, full_refresh=full_refresh, fold_pending=True)
             # A few payloads of each kind: "upsert (changed)", "upsert (added)", ...
@@ -107,6 +110,7 @@ class SyncRunner:
             result.rejected_samples = self._validation_samples(con, samples)
         finally:
             con.close()
+            spill.cleanup()
         result.seconds["total"] = round(time.perf_counter() - started, 3)
         return result
 
@@ -159,8 +163,10 @@ class SyncRunner:
             # The change set is on disk before the first request: a crash can be folded later.
             # Payloads stay out: folding needs only keys, operations and values.
             con.execute(f"COPY (SELECT * EXCLUDE (payload) FROM changes) TO {literal(str(pending_path))} (FORMAT parquet)")
+            # A full resend diffed against nothing: recovery must fold into nothing too.
+            base = None if result.full_resend_reason else self.state.meta().snapshot
             self.state.begin_pending(Pending(run_id=result.run_id, fingerprint=self.fingerprint,
-                                             fields=[f.name for f in self.tracked]))
+                                             fields=[f.name for f in self.tracked], base_snapshot=base))
         delivery = deliver_changes(con, self.sync, self.mode.deliveries, self.client_factory,
                                    journal_path, self.progress)
         result.seconds["deliver"] = round(time.perf_counter() - t0, 3)
@@ -248,6 +254,10 @@ class SyncRunner:
                             mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery)
         diff.create_delta(con, self.tracked)
         mode.build_changes(con)
+        # Each operation carries its row's digest: folding (also after a crash) sets it
+        # once every operation of the key was acknowledged.
+        con.execute("CREATE OR REPLACE TABLE changes AS SELECT ch.*, d.digest "
+                    "FROM changes ch LEFT JOIN delta d ON d.key = ch.key")
         rej_path = self.state.rejected_path()
         rejected.load_rejected(con, str(rej_path) if rej_path else None)
         result.counts["held_back"] = rejected.hold_back(con, self.sync.max_attempts)
@@ -257,17 +267,19 @@ class SyncRunner:
     def _diff_counts(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         row = first_row(con, """
             SELECT
-              (SELECT count(DISTINCT key) FROM changes WHERE change = 'added'),
-              (SELECT count(DISTINCT key) FROM changes WHERE change = 'changed'),
+              (SELECT count(DISTINCT key) FROM changes WHERE change = 'added' AND op <> 'held'),
+              (SELECT count(DISTINCT key) FROM changes WHERE change = 'changed' AND op <> 'held'),
               (SELECT count(DISTINCT key) FROM changes WHERE change = 'removed'),
               (SELECT count(*) FROM cur_raw) - (SELECT count(*) FROM cur WHERE reason IS NOT NULL),
               (SELECT count(*) FROM cur WHERE reason IS NOT NULL),
-              (SELECT count(*) FROM changes WHERE payload IS NOT NULL)
+              (SELECT count(*) FROM changes WHERE payload IS NOT NULL),
+              (SELECT count(*) FROM (SELECT key FROM changes WHERE change <> 'removed'
+                                     GROUP BY key HAVING bool_and(op = 'held')))
         """)
         assert row is not None
-        added, changed, removed, valid, invalid, to_send = (int(v) for v in row)
+        added, changed, removed, valid, invalid, to_send, held = (int(v) for v in row)
         return {"added": added, "changed": changed, "removed": removed,
-                "unchanged": valid - added - changed, "invalid": invalid, "to_send": to_send}
+                "unchanged": valid - added - changed - held, "invalid": invalid, "to_send": to_send}
 
     # ----------------------------------------------------------- samples
     def _validation_samples(self, con: duckdb.DuckDBPyConnection, limit: int) -> list[dict[str, Any]]:

@@ -84,9 +84,11 @@ class Committer:
         pending_path, journal_path = self.state.pending_paths(pending.run_id)
         same = pending.fingerprint == self.fingerprint
         fields = self.tracked if same else fields_named(pending.fields)
-        snapshot = self.state.snapshot_path()
-        if snapshot is not None:
-            diff.load_snapshot(con, str(snapshot), fields)
+        # Fold into what that run diffed against: the snapshot it read, or nothing
+        # for a full resend (whose unacknowledged rows must then go out again).
+        base = self.state.path(pending.base_snapshot) if pending.base_snapshot else None
+        if base is not None and base.exists():
+            diff.load_snapshot(con, str(base), fields)
         else:
             diff.create_empty_snapshot(con, fields)
         # The pending file holds no payloads (folding needs none).

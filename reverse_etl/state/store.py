@@ -48,6 +48,8 @@ class Pending:
     run_id: str
     fingerprint: str
     fields: list[str]
+    base_snapshot: str | None = None
+    """The snapshot file the change set was diffed against (None: a full resend)."""
 
 
 class SyncState:
