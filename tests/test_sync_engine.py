@@ -247,3 +247,16 @@ def test_change_and_clear_in_one_run_both_land(project: ProjectUnderTest, inside
     project.sql("UPDATE raw_customers SET city = 'Back' WHERE customer_id = 'u6'")
     assert run(project).counts["acked"] == 1
     assert insider_emulator.profile(uuid="u6")["attributes"]["city"] == "Back"  # type: ignore[index]
+
+
+def test_an_empty_model_never_deletes_everyone(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3, on_removed="delete_user")
+    run(project)
+    project.sql("DELETE FROM raw_customers")  # e.g. an upstream job truncated the table
+    result = run(project)
+    assert result.outcome == "failed" and "returned no rows" in (result.message or "")
+    assert len(insider_emulator.profiles()) == 3
+    text = (project.root / "syncs.yml").read_text().replace("on_removed: delete_user",
+                                                             "on_removed: delete_user\n  options: {allow_empty_model: true}")
+    project.write_config(text)
+    assert run(project).counts["acked"] == 3 and insider_emulator.profiles() == []

@@ -175,6 +175,8 @@ class SyncOptions(Strict):
     skip_invalid_records: bool = True  # False → halt at the first invalid row
     treat_email_as_identifier: bool = True
     treat_phone_as_identifier: bool = True
+    allow_empty_model: bool = False
+    """False: a model that suddenly returns no rows must not clear or delete every user."""
 
 
 STANDARD_EVENT_PARAMS = frozenset(

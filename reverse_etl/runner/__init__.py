@@ -24,7 +24,7 @@ from reverse_etl.engine import diff, rejected
 from reverse_etl.engine.fields import Field, encode_field, resolve_columns
 from reverse_etl.engine.modes import mode_for
 from reverse_etl.engine.session import MODEL_TABLE, engine_connection, load_model
-from reverse_etl.engine.sqltext import first_row, ident, literal
+from reverse_etl.engine.sqltext import first_row, ident, literal, scalar
 from reverse_etl.errors import DeliveryError, SourceError
 from reverse_etl.models import ResolvedModel
 from reverse_etl.results import SyncResult
@@ -61,8 +61,10 @@ def sync_fingerprint(sync: SyncConfig, model: ResolvedModel) -> str:
             relevant = sync.model_dump(mode="json", include={"mode", "identifiers", "event"})
             relevant["event"].pop("ttl_days", None)
     else:
-        relevant = sync.model_dump(mode="json", include={"mode", "operation", "identifiers",
-                                                         "attributes", "options"})
+        relevant = sync.model_dump(mode="json", include={"mode", "operation", "identifiers", "attributes"})
+        # Only options that change what is sent; toggling skip_hook or halting is no resend.
+        relevant["options"] = sync.options.model_dump(include={
+            "append_arrays", "treat_email_as_identifier", "treat_phone_as_identifier"})
         relevant["model_sql"] = model.sql
     relevant["snapshot_format"] = SNAPSHOT_FORMAT
     return hashlib.sha256(orjson.dumps(relevant, option=orjson.OPT_SORT_KEYS)).hexdigest()[:20]
@@ -149,6 +151,13 @@ class SyncRunner:
         self._load_and_diff(con, result, full_refresh=full_refresh, fold_pending=False)
         if self.mode.custom_delivery:  # e.g. a first-party segment: one upload, its own state
             self.mode.deliver_custom(con, self.project, self.state, result)
+            return
+        if (self.sync.on_removed != "ignore" and not self.sync.options.allow_empty_model
+                and result.counts["removed"] and not scalar(con, "SELECT count(*) FROM cur_raw")):
+            result.outcome = "failed"
+            result.message = (f"sync {self.sync.name!r}: model {self.model.name!r} returned no rows, which would "
+                              f"{self.sync.on_removed.replace('_', ' ')} for all {result.counts['removed']} "
+                              "users; nothing was sent. If that is intended, set options.allow_empty_model: true")
             return
         if not self.sync.options.skip_invalid_records and result.counts.get("invalid", 0):
             first = first_row(con, "SELECT key, reason FROM cur WHERE reason IS NOT NULL ORDER BY key LIMIT 1")
