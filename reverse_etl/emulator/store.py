@@ -71,15 +71,13 @@ def identifier_pairs(ids: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def _merge(target: dict[str, Any], values: dict[str, Any], replace_arrays: bool) -> None:
-    for k, v in values.items():
-        if type(v) is list:
-            old = target.get(k)
-            if not replace_arrays and type(old) is list:
-                old.extend(v)
-            else:
-                target[k] = list(v)  # copy: the request log keeps the original
-        else:
-            target[k] = v
+    lists = [k for k, v in values.items() if type(v) is list]
+    previous = {} if replace_arrays else {k: target.get(k) for k in lists}
+    target.update(values)  # scalars in one C call; arrays are fixed up below
+    for k in lists:
+        old = previous.get(k)
+        # Appended, or replaced by a copy: the request log keeps the original.
+        target[k] = old + values[k] if type(old) is list else list(values[k])
 
 
 class ProfileStore:
@@ -156,13 +154,14 @@ class ProfileStore:
                 index[(kind, value)] = profile
         replace = user.get("not_append") is True
         if attrs:
+            stored = profile.attributes
             for k, v in attrs.items():
                 if k == "custom":
                     _merge(profile.custom, v, replace)
                 elif type(v) is list:
-                    _merge(profile.attributes, {k: v}, replace)
+                    _merge(stored, {k: v}, replace)
                 else:
-                    profile.attributes[k] = v
+                    stored[k] = v
         events = user.get("events")
         if events:
             oldest = now - self.event_ttl_seconds

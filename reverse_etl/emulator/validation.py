@@ -101,6 +101,13 @@ _ATTRIBUTE_FORMATS = {
 }
 
 
+# String default attributes (birthday aside) → their format check, for a fast path.
+_PLAIN_STRING_ATTRIBUTES: dict[str, tuple[tuple[str, Any, str] | None]] = {
+    name: (_ATTRIBUTE_FORMATS.get(name),)
+    for name, tag in DEFAULT_ATTRIBUTES.items() if tag == "str" and name != "birthday"
+}
+
+
 def _add(errors: Errors | None, key: str, message: str) -> Errors:
     if errors is None:
         errors = {}
@@ -198,13 +205,31 @@ def check_identifiers(
     return errors
 
 
+_SCALARS = (str, int, float, bool)
+_known_good_names: set[str] = set()
+"""Custom names already matched against NAME_PATTERN: a tenant reuses a few hundred
+names millions of times, and the regex was a tenth of the upsert's cost."""
+
+
+def _good_name(name: str) -> bool:
+    if name in _known_good_names:
+        return True
+    if _name_ok(name):
+        if len(_known_good_names) < 100_000:
+            _known_good_names.add(name)
+        return True
+    return False
+
+
 def _check_custom_values(prefix: str, custom: Any, errors: Errors | None) -> Errors | None:
     if type(custom) is not dict:
         return _add(errors, f"{prefix}.type(object)", "custom must be an object")
     for name, v in custom.items():
-        if not _name_ok(name):
+        if not _good_name(name):
             errors = _add(errors, f"{prefix}.{name}.regexp({NAME_PATTERN})",
                           f"not a valid name: {name}")
+        if type(v) in _SCALARS:
+            continue  # the common case, without a call
         problem = value_problem(v)
         if problem is not None:
             errors = _add(errors, f"{prefix}.{name}.type", f"value type not allowed: {problem}")
@@ -217,6 +242,13 @@ def _check_attributes(prefix: str, attrs: Any, errors: Errors | None) -> Errors 
     for k, v in attrs.items():
         if k == "custom":
             errors = _check_custom_values(f"{prefix}.custom", v, errors)
+            continue
+        plain = _PLAIN_STRING_ATTRIBUTES.get(k)
+        if plain is not None and type(v) is str:
+            # Most default attributes are strings with at most a format: no further calls.
+            fmt = plain[0]
+            if fmt is not None and not fmt[1](v):
+                errors = _add(errors, f"{prefix}.{k}.regexp({fmt[0]})", f"{fmt[2]}: {v}")
             continue
         tag = DEFAULT_ATTRIBUTES.get(k)
         if tag is None:
