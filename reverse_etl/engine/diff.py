@@ -196,8 +196,9 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     sep = ", " if fields else ""
     con.execute(f"""
         CREATE OR REPLACE TABLE new_snap AS
-        WITH flagged AS (
-          SELECT ch.*, (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok
+        WITH flagged AS (  -- payloads are not needed here, and they are most of the bytes
+          SELECT ch.key, ch.op, ch.digest{sep}{", ".join(f"ch.{v(f)}, ch.{w(f)}" for f in fields)},
+            (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok
           FROM changes ch
         ),
         touched AS (SELECT key, bool_and(ok) AS all_acked, any_value(digest) AS digest

@@ -263,10 +263,10 @@ class SyncRunner:
                             mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery)
         diff.create_delta(con, self.tracked)
         mode.build_changes(con)
-        # Each operation carries its row's digest: folding (also after a crash) sets it
-        # once every operation of the key was acknowledged.
-        con.execute("CREATE OR REPLACE TABLE changes AS SELECT ch.*, d.digest "
-                    "FROM changes ch LEFT JOIN delta d ON d.key = ch.key")
+        if "digest" not in {c for c, *_ in con.execute("DESCRIBE changes").fetchall()}:
+            # A mode that built `changes` itself: each operation still carries its digest.
+            con.execute("CREATE OR REPLACE TABLE changes AS SELECT ch.*, d.digest "
+                        "FROM changes ch LEFT JOIN delta d ON d.key = ch.key")
         rej_path = self.state.rejected_path()
         rejected.load_rejected(con, str(rej_path) if rej_path else None)
         result.counts["held_back"] = rejected.hold_back(con, self.sync.max_attempts)

@@ -116,11 +116,16 @@ def no_writes(tracked: Sequence[Field]) -> str:
 
 
 def numbered(ops_sql: str) -> str:
-    """``CREATE TABLE changes`` with row ids, contiguous per operation (compact journal ranges)."""
+    """``CREATE TABLE changes`` with row ids, contiguous per operation (compact journal ranges).
+
+    Each operation also carries its row's ``digest`` (from ``delta``): the fold sets
+    it once every operation of the key is acknowledged, also after a crash.
+    """
     return f"""
         CREATE OR REPLACE TABLE changes AS
         WITH ops AS ({ops_sql})
-        SELECT (row_number() OVER (ORDER BY op) - 1)::BIGINT AS row_id, * FROM ops
+        SELECT (row_number() OVER (ORDER BY o.op) - 1)::BIGINT AS row_id, o.*, d.digest
+        FROM ops o LEFT JOIN delta d ON d.key = o.key
     """
 
 
