@@ -118,7 +118,10 @@ class ProfileStore:
     def upsert(self, i: int, user: dict[str, Any], now: float) -> Errors | None:
         """Apply one validated user object; row errors leave the store unchanged."""
         ids = user.get("identifiers") or {}
-        pairs = list(identifier_pairs(ids))
+        if "custom" in ids:
+            pairs = list(identifier_pairs(ids))
+        else:  # the common case, without a generator
+            pairs = list(ids.items())
         index = self.index
         profile: Profile | None = None
         if "insider_id" in user:
@@ -135,15 +138,14 @@ class ProfileStore:
                         f"identifiers belong to different users: {pair[0]}={pair[1]}"]}
         attrs = user.get("attributes")
         custom = attrs.get("custom") if attrs else None
-        if custom:
+        if custom and not self.custom_names.issuperset(custom):
             names = self.custom_names
             new = [n for n in custom if n not in names]
-            if new and len(names) + len(new) > self.custom_attribute_cap:
+            if len(names) + len(new) > self.custom_attribute_cap:
                 cap = self.custom_attribute_cap
                 return {f"users.{i}.attributes.custom.limit({cap})": [
                     f"custom attribute limit of {cap} reached; cannot create: {', '.join(new)}"]}
-            if new:
-                names.update(new)
+            names.update(new)
         if profile is None:
             profile = Profile(f"ins-{next(self._ids):08d}")
             self.by_id[profile.insider_id] = profile
