@@ -118,10 +118,8 @@ class ProfileStore:
     def upsert(self, i: int, user: dict[str, Any], now: float) -> Errors | None:
         """Apply one validated user object; row errors leave the store unchanged."""
         ids = user.get("identifiers") or {}
-        if "custom" in ids:
-            pairs = list(identifier_pairs(ids))
-        else:  # the common case, without a generator
-            pairs = list(ids.items())
+        # Without custom identifiers (the common case) the pairs are the items themselves.
+        pairs = list(identifier_pairs(ids)) if "custom" in ids else list(ids.items())
         index = self.index
         profile: Profile | None = None
         if "insider_id" in user:
