@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,13 @@ class ProjectUnderTest:
         """Run SQL on the warehouse (e.g. to change rows between runs)."""
         with duckdb.connect(str(self.warehouse)) as con:
             return con.execute(statement).fetchall()
+
+    @contextmanager
+    def config(self) -> Iterator[dict[str, Any]]:
+        """``with project.config() as c: c[...] = ...``: syncs.yml, written back on exit."""
+        config = yaml.safe_load((self.root / "syncs.yml").read_text())
+        yield config
+        self.write_config(config)
 
     def write_config(self, config: dict[str, Any] | str) -> None:
         text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)

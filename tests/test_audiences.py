@@ -154,12 +154,10 @@ def td_project(tmp_path: Path, emu: Emulator, operation: str, name: str) -> Proj
     project = make_project(tmp_path / name, emu.url, rows=2)
     project.sql("CREATE TABLE td AS SELECT * FROM (VALUES ('u1', [11, 22], ['VIP', 'Churn'])) t(customer_id, ids, names)")
     project.write_model("td_members", "select * from td")
-    import yaml
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    config["syncs"].append({"name": "td", "model": "td_members", "mode": "user_audiences", "operation": operation,
-                            "identifiers": {"uuid": "customer_id"},
-                            "attributes": {"td_audience_id": "ids", "td_audience_name": "names"}})
-    project.write_config(config)
+    with project.config() as config:
+        config["syncs"].append({"name": "td", "model": "td_members", "mode": "user_audiences", "operation": operation,
+                                "identifiers": {"uuid": "customer_id"},
+                                "attributes": {"td_audience_id": "ids", "td_audience_name": "names"}})
     reverse_etl.run(project.root, select=["customers"], environ=project.env)
     return project
 

@@ -30,8 +30,8 @@ def test_sigkill_mid_delivery_then_rerun_loses_nothing_and_resends_no_acknowledg
         tmp_path: Path, insider_emulator: Emulator) -> None:
     rows = 3_000
     project = make_project(tmp_path / "p", insider_emulator.url, rows=rows)
-    text = (project.root / "syncs.yml").read_text()
-    project.write_config(text.replace("concurrency: 4", "concurrency: 2\n  max_batch_users: 100"))
+    with project.config() as config:
+        config["destination"].update(concurrency=2, max_batch_users=100)
     insider_emulator.set_faults(latency_ms=150)
     env = {**os.environ, **project.env}
     proc = subprocess.Popen([sys.executable, "-m", "reverse_etl", "--project", str(project.root), "run"],

@@ -15,8 +15,8 @@ def test_sync_under_30_percent_faults_delivers_every_row_exactly_once(
         tmp_path: Path, insider_emulator: Emulator) -> None:
     rows = 20_000
     project = make_project(tmp_path / "p", insider_emulator.url, rows=rows)
-    text = (project.root / "syncs.yml").read_text()
-    project.write_config(text.replace("concurrency: 4", "concurrency: 4\n  max_batch_users: 500\n  max_retries: 12"))
+    with project.config() as config:
+        config["destination"].update(max_batch_users=500, max_retries=12)
     insider_emulator.set_faults(status_429=0.1, status_500=0.05, status_503=0.05, drop=0.1,
                                 retry_after=0, seed=11)
     result = run(project)

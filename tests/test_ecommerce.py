@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from project_factory import ProjectUnderTest, make_project
 from test_sync_engine import UPSERT, run, sent
 
@@ -63,12 +62,11 @@ def ecommerce_project(tmp_path: Path, emu: Emulator, **event: Any) -> ProjectUnd
     project = make_project(tmp_path / "ec", emu.url, rows=3)
     project.sql(f"CREATE TABLE raw_ecommerce ({COLUMNS}); INSERT INTO raw_ecommerce VALUES {', '.join(ROWS)}")
     project.write_model("ecommerce", "select * from raw_ecommerce")
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    config["syncs"] = [{"name": "shop", "model": "ecommerce", "mode": "user_events",
-                        "identifiers": {"uuid": "user_id"},
-                        "options": {"skip_invalid_records": True},
-                        "event": {"preset": "ecommerce", "params": {"page": "page"}, **event}}]
-    project.write_config(config)
+    with project.config() as config:
+        config["syncs"] = [{"name": "shop", "model": "ecommerce", "mode": "user_events",
+                            "identifiers": {"uuid": "user_id"},
+                            "options": {"skip_invalid_records": True},
+                            "event": {"preset": "ecommerce", "params": {"page": "page"}, **event}}]
     return project
 
 
@@ -150,11 +148,10 @@ def test_ecommerce_products_as_json_text_and_a_custom_name_column(tmp_path: Path
                'O9' as order_id, 'TRY' as currency,
                '[{{"product_id": "X", "price": 10, "sale_price": 8, "quantity": 2, "category": ["A", "B"]}}]' as products
     """)
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    config["syncs"] = [{"name": "orders", "model": "orders", "mode": "user_events", "identifiers": {"uuid": "user_id"},
-                        "event": {"preset": "ecommerce", "name_column": "event_type", "timestamp": "sent_at",
-                                  "key": "id"}}]
-    project.write_config(config)
+    with project.config() as config:
+        config["syncs"] = [{"name": "orders", "model": "orders", "mode": "user_events", "identifiers": {"uuid": "user_id"},
+                            "event": {"preset": "ecommerce", "name_column": "event_type", "timestamp": "sent_at",
+                                      "key": "id"}}]
     result = run(project)
     assert result.outcome == "success", result.message
     assert _sent_events(insider_emulator) == [("u1", "purchase", {

@@ -19,10 +19,8 @@ def project_with(tmp_path: Path, emu: Emulator, name: str, model_sql: str, sync:
     """A project whose first sync loads the profiles and a second sync under test."""
     project = make_project(tmp_path / name, emu.url, rows=rows)
     project.write_model("under_test", model_sql)
-    import yaml
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    config["syncs"].append({"name": "under_test", "model": "under_test", **sync})
-    project.write_config(config)
+    with project.config() as config:
+        config["syncs"].append({"name": "under_test", "model": "under_test", **sync})
     return project
 
 
@@ -158,11 +156,9 @@ def events_project(tmp_path: Path, emu: Emulator, event: dict[str, Any]) -> Proj
         ) t(event_id, customer_id, event_name, occurred_at, product_id, page, score)
     """)
     project.write_model("events", "select * from raw_events")
-    import yaml
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    config["syncs"] = [{"name": "events", "model": "events", "mode": "user_events",
-                        "identifiers": {"uuid": "customer_id"}, "event": event}]
-    project.write_config(config)
+    with project.config() as config:
+        config["syncs"] = [{"name": "events", "model": "events", "mode": "user_events",
+                            "identifiers": {"uuid": "customer_id"}, "event": event}]
     return project
 
 
@@ -209,11 +205,9 @@ def test_events_without_key_use_a_digest_and_purchase_needs_its_params(tmp_path:
 def test_custom_attribute_cap_is_per_tenant_across_syncs(tmp_path: Path, insider_emulator: Emulator) -> None:
     project = make_project(tmp_path / "p", insider_emulator.url, rows=1,
                            attributes={f"a_{i}": "city" for i in range(200)})
-    import yaml
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    config["syncs"].append({"name": "more", "model": "customers", "identifiers": {"uuid": "customer_id"},
-                            "attributes": {f"b_{i}": "city" for i in range(100)}})
-    project.write_config(config)
+    with project.config() as config:
+        config["syncs"].append({"name": "more", "model": "customers", "identifiers": {"uuid": "customer_id"},
+                                "attributes": {f"b_{i}": "city" for i in range(100)}})
     with pytest.raises(reverse_etl.ConfigError, match="together write 300 custom attributes"):
         reverse_etl.validate(project.root, environ=project.env)
     result = reverse_etl.run(project.root, select=["customers"], environ=project.env)
@@ -226,10 +220,8 @@ def test_editing_an_events_model_or_params_resends_nothing(tmp_path: Path, insid
         "params": {"product_id": "product_id"}})
     assert run(project).counts["acked"] == 3
     project.write_model("events", "select *, 'web' as channel from raw_events where true")
-    import yaml
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    config["syncs"][0]["event"]["params"]["channel"] = "channel"
-    project.write_config(config)
+    with project.config() as config:
+        config["syncs"][0]["event"]["params"]["channel"] = "channel"
     planned = reverse_etl.plan(project.root, environ=project.env).syncs[0]
     assert planned.full_resend_reason is None and planned.counts["to_send"] == 0
     insider_emulator.reset()

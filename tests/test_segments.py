@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from project_factory import ProjectUnderTest, make_project
 from test_sync_engine import run
 
@@ -24,10 +23,9 @@ def segment_project(tmp_path: Path, emu: Emulator, **segment: Any) -> ProjectUnd
     project.sql("CREATE TABLE vip_source AS SELECT * FROM (VALUES ('user1@example.com'), "
                 "('user2@example.com'), ('not-an-email'), ('user2@example.com')) t(email)")
     project.write_model("vips", "select email from vip_source")
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    config["syncs"] = [{"name": "vip", "model": "vips", "mode": "first_party_segment",
-                        "segment": {"name": "vip_customers", "attribute": "em", "wait_seconds": 10, **segment}}]
-    project.write_config(config)
+    with project.config() as config:
+        config["syncs"] = [{"name": "vip", "model": "vips", "mode": "first_party_segment",
+                            "segment": {"name": "vip_customers", "attribute": "em", "wait_seconds": 10, **segment}}]
     return project
 
 
@@ -105,8 +103,7 @@ def test_missing_callback_is_recorded_pending(tmp_path: Path) -> None:
 ])
 def test_segment_config_errors(tmp_path: Path, segment: dict[str, Any], message: str) -> None:
     project = make_project(tmp_path / "p")
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    config["syncs"] = [{"name": "s", "model": "customers", "mode": "first_party_segment", "segment": segment}]
-    project.write_config(config)
+    with project.config() as config:
+        config["syncs"] = [{"name": "s", "model": "customers", "mode": "first_party_segment", "segment": segment}]
     with pytest.raises(ConfigError, match=message):
         reverse_etl.validate(project.root, environ=project.env)

@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
 from project_factory import ProjectUnderTest, make_project
 from test_sync_engine import UPSERT, run, sent
 
@@ -51,12 +50,6 @@ def crash_after(project: ProjectUnderTest, requests: int, *, full_refresh: bool 
     assert done.returncode == 9, done.stderr
 
 
-def edit(project: ProjectUnderTest, change: Any) -> None:
-    config = yaml.safe_load((project.root / "syncs.yml").read_text())
-    change(config)
-    project.write_config(config)
-
-
 def one_request_per_two_rows(config: dict[str, Any]) -> None:
     config["destination"].update(concurrency=1, max_batch_users=2)
 
@@ -93,7 +86,8 @@ def test_a_changed_payload_gets_fresh_attempts(tmp_path: Path, insider_emulator:
 def test_actions_are_not_repeated_after_a_crash(tmp_path: Path, insider_emulator: Emulator) -> None:
     project = make_project(tmp_path / "p", insider_emulator.url, rows=6, operation="delete_users",
                            identifiers={"uuid": "customer_id"}, attributes={})
-    edit(project, lambda c: c["destination"].update(concurrency=1))
+    with project.config() as config:
+        config["destination"].update(concurrency=1)
     crash_after(project, 2)
     result = run(project)
     assert result.counts["recovered"] == 2 and result.counts["acked"] == 4
@@ -103,9 +97,12 @@ def test_actions_are_not_repeated_after_a_crash(tmp_path: Path, insider_emulator
 
 def test_a_crash_right_after_a_mapping_change_recovers(tmp_path: Path, insider_emulator: Emulator) -> None:
     project = make_project(tmp_path / "p", insider_emulator.url, rows=6)
-    edit(project, lambda c: (one_request_per_two_rows(c), c["syncs"][0]["attributes"].pop("ltv")))
+    with project.config() as config:
+        one_request_per_two_rows(config)
+        config["syncs"][0]["attributes"].pop("ltv")
     assert run(project).outcome == "success"
-    edit(project, lambda c: c["syncs"][0]["attributes"].update(ltv="lifetime_value"))
+    with project.config() as config:
+        config["syncs"][0]["attributes"].update(ltv="lifetime_value")
     crash_after(project, 1)
     result = run(project)
     assert result.outcome == "success" and result.counts["acked"] == 4
@@ -114,7 +111,8 @@ def test_a_crash_right_after_a_mapping_change_recovers(tmp_path: Path, insider_e
 
 def test_a_crashed_full_refresh_is_finished_by_the_next_run(tmp_path: Path, insider_emulator: Emulator) -> None:
     project = make_project(tmp_path / "p", insider_emulator.url, rows=6)
-    edit(project, one_request_per_two_rows)
+    with project.config() as config:
+        one_request_per_two_rows(config)
     assert run(project).outcome == "success"
     insider_emulator.reset()
     crash_after(project, 1, full_refresh=True)
@@ -156,7 +154,8 @@ def test_sent_events_past_the_ttl_do_not_come_back(tmp_path: Path, insider_emula
                 "(now() - INTERVAL 2 DAY)::TIMESTAMPTZ AS ts FROM range(1, 4) t(i)")
     project.write_model("customers", "select customer_id, ts from raw_events")
     assert run(project).counts["acked"] == 3
-    edit(project, lambda c: c["syncs"][0]["event"].update(ttl_days=1))  # time passes
+    with project.config() as config:  # time passes
+        config["syncs"][0]["event"].update(ttl_days=1)
     project.sql("INSERT INTO raw_events VALUES ('u9', now()::TIMESTAMPTZ)")
     assert run(project).counts["acked"] == 1
     project.sql("INSERT INTO raw_events VALUES ('u10', now()::TIMESTAMPTZ)")
