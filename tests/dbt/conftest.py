@@ -20,15 +20,7 @@ def dbt_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbtArtif
     project = make_dbt_project(tmp_path_factory.mktemp("dbt"))
     project.dbt("build", "--vars", "{fail_tests: true}", expect_success=False)
     failed_tests = project.keep_run_results("failed_tests")
-    project.dbt(
-        "run",
-        "--select",
-        "customers",
-        "broken_model",
-        "--vars",
-        "{break: true}",
-        expect_success=False,
-    )
+    project.run_with_broken_model()
     broken = project.keep_run_results("broken")
     # Last, so the manifest and the database reflect a clean build.
     project.dbt("build")

@@ -75,6 +75,11 @@ class DbtProject:
             )
         return completed
 
+    def run_with_broken_model(self) -> subprocess.CompletedProcess[str]:
+        """``dbt run`` of customers and broken_model with ``break`` set: broken_model fails."""
+        return self.dbt("run", "--select", "customers", "broken_model", "--vars", "{break: true}",
+                        expect_success=False)
+
     def keep_run_results(self, name: str) -> Path:
         """Copy target/run_results.json aside (the next dbt call overwrites it)."""
         kept = self.project_dir / "kept" / f"{name}.json"

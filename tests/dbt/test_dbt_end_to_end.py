@@ -114,15 +114,7 @@ def test_failed_dbt_model_leaves_its_sync_skipped(
     chained: DbtProject, insider_emulator: Emulator
 ) -> None:
     chained.dbt("build")
-    chained.dbt(
-        "run",
-        "--select",
-        "customers",
-        "broken_model",
-        "--vars",
-        "{break: true}",
-        expect_success=False,
-    )
+    chained.run_with_broken_model()
     results = run_after_dbt(chained)
 
     assert results["customer_profiles"].outcome == "success"
