@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/delivery_bench.py [--rows 200000] [--concurrency 8 32]
 
-Each scenario starts a fresh emulator (``reverse_etl.emulator.serve`` in a
+Each scenario starts a fresh emulator (``reverse_etl.insider.emulator.serve`` in a
 ``multiprocessing`` child, on 127.0.0.1) so client and server do not share a
 GIL, then times ``InsiderClient.deliver`` over pre-encoded users and prints
 users/s and requests/s. Scenarios: clean upsert, upsert with 30% injected
@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from reverse_etl.config.schema import InsiderDestinationConfig
-from reverse_etl.deliver import BatchResult, DeliveryStats, Endpoint, InsiderClient
+from reverse_etl.insider.config import InsiderDestinationConfig
+from reverse_etl.insider.http import BatchResult, DeliveryStats, Endpoint, InsiderClient
 
 FAULTS_30 = {
     "seed": 3,
@@ -42,7 +42,7 @@ def _free_port() -> int:
 
 
 def _serve(port: int, options: dict[str, Any]) -> None:
-    from reverse_etl.emulator import serve
+    from reverse_etl.insider.emulator import serve
 
     serve("127.0.0.1", port, "acme", "bench-key", **options)
 

@@ -22,7 +22,7 @@ import orjson
 
 HEADERS = {"X-PARTNER-NAME": "acme", "X-REQUEST-TOKEN": "test-key",
            "Content-Type": "application/json"}
-SERVER = ("from reverse_etl.emulator import serve; "
+SERVER = ("from reverse_etl.insider.emulator import serve; "
           "serve(port=0, partner='acme', api_key='test-key', request_log_limit=0)")
 
 

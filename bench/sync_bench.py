@@ -81,7 +81,7 @@ def free_port() -> int:
 
 
 def start_emulator(port: int) -> multiprocessing.Process:
-    from reverse_etl.emulator import serve
+    from reverse_etl.insider.emulator import serve
 
     proc = multiprocessing.Process(target=serve, kwargs={
         "host": "127.0.0.1", "port": port, "partner": "bench", "api_key": "bench-key",

@@ -10,8 +10,7 @@ The Python API mirrors the command line::
 
 from __future__ import annotations
 
-from reverse_etl.api import history, plan, rejected_rows, reset, run, validate
-from reverse_etl.config import Project, load_project
+from reverse_etl.api import history, load_project, plan, rejected_rows, reset, run, validate
 from reverse_etl.errors import (
     AuthenticationError,
     ConfigError,
@@ -22,8 +21,9 @@ from reverse_etl.errors import (
     StateError,
     UsageError,
 )
-from reverse_etl.raw_export import PullResult, pull
-from reverse_etl.results import RunResult, SyncResult
+from reverse_etl.insider.config import InsiderProject as Project
+from reverse_etl.insider.pull.api import PullResult, pull
+from reverse_etl.run.results import RunResult, SyncResult
 
 __version__ = "0.1.0"
 

@@ -13,15 +13,22 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from reverse_etl.config import Project, SyncConfig, load_project
 from reverse_etl.errors import ConfigError, ReverseEtlError
-from reverse_etl.models import ResolvedModel, resolve_model
-from reverse_etl.results import RunResult, SyncResult
-from reverse_etl.runner import ProgressCallback, SyncRunner, new_run_id
-from reverse_etl.sources import open_source
+from reverse_etl.insider.config import InsiderProject as Project
+from reverse_etl.insider.config import ProjectConfig, SyncConfig, find_sync
+from reverse_etl.project.loader import load_config
+from reverse_etl.project.model_sql import ResolvedModel, resolve_model
+from reverse_etl.run.results import RunResult, SyncResult
+from reverse_etl.run.runner import ProgressCallback, SyncRunner, new_run_id
 from reverse_etl.state import Ledger, RunRecord, SyncState
+from reverse_etl.warehouses import open_source
 
-__all__ = ["history", "plan", "rejected_rows", "reset", "run", "validate"]
+__all__ = ["history", "load_project", "plan", "rejected_rows", "reset", "run", "validate"]
+
+
+def load_project(project_dir: str | Path = ".", environ: Mapping[str, str] | None = None) -> Project:
+    """Load a project from a directory holding syncs.yml, or from the file itself."""
+    return load_config(project_dir, environ, ProjectConfig)
 
 
 def validate(project_dir: str | Path = ".", *, environ: Mapping[str, str] | None = None,
@@ -30,7 +37,7 @@ def validate(project_dir: str | Path = ".", *, environ: Mapping[str, str] | None
 
     Raises :class:`ConfigError` (or :class:`SourceError`) on the first problem.
     """
-    from reverse_etl.engine.modes import mode_for
+    from reverse_etl.insider.modes import mode_for
 
     project = load_project(project_dir, environ)
     check_custom_attribute_cap(project)
@@ -54,8 +61,8 @@ def check_custom_attribute_cap(project: Project) -> None:
     The 255 cap is per tenant, so it is checked across all syncs of the project,
     before anything is sent.
     """
-    from reverse_etl.engine.fields import CUSTOM_ATTRIBUTE_CAP
-    from reverse_etl.engine.modes import mode_for
+    from reverse_etl.insider.modes import mode_for
+    from reverse_etl.insider.rules import CUSTOM_ATTRIBUTE_CAP
 
     names: set[str] = set()
     for sync in project.config.syncs:
@@ -80,7 +87,7 @@ def resolve_sync_model(project: Project, sync: SyncConfig) -> ResolvedModel:
 
 
 def _manifest(project: Project) -> Any:
-    from reverse_etl.dbt import load_manifest
+    from reverse_etl.project.dbt import load_manifest
 
     dbt = project.config.dbt
     assert dbt is not None
@@ -89,7 +96,7 @@ def _manifest(project: Project) -> Any:
 
 def select(project: Project, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[SyncConfig]:
     """The syncs chosen by dbt-style selectors (names, ``tag:``, ``model:``)."""
-    from reverse_etl.selection import select_syncs
+    from reverse_etl.project.selection import select_syncs
 
     return list(select_syncs(project.config.syncs, select, exclude))
 
@@ -166,7 +173,7 @@ def _after_dbt(project: Project, syncs: list[SyncConfig], run_results_path: Path
     A sync whose model dbt rebuilt successfully is absent (it runs). A model
     missing from the manifest fails only its own sync, as a config error.
     """
-    from reverse_etl.dbt import classify, load_run_results
+    from reverse_etl.project.dbt import classify, load_run_results
 
     if project.config.dbt is None:
         raise ConfigError(f"{project.config_path.name}: --dbt-run-results needs a `dbt:` section "
@@ -201,7 +208,7 @@ def _after_dbt(project: Project, syncs: list[SyncConfig], run_results_path: Path
 
 
 def _default_client(project: Project) -> Any:
-    from reverse_etl.deliver import InsiderClient
+    from reverse_etl.insider.http import InsiderClient
 
     return InsiderClient(project.config.destination)
 
@@ -211,7 +218,7 @@ def history(project_dir: str | Path = ".", sync: str | None = None, limit: int =
     """The run ledger, oldest first (the last ``limit`` runs)."""
     project = load_project(project_dir, environ)
     if sync is not None:
-        project.sync(sync)
+        find_sync(project, sync)
     return Ledger(project.state_dir).records(sync, limit)
 
 
@@ -219,7 +226,7 @@ def rejected_rows(project_dir: str | Path, sync: str, limit: int = 50,
                   *, environ: Mapping[str, str] | None = None) -> tuple[int, list[dict[str, Any]]]:
     """(total, first ``limit`` rows) a sync holds back, with the reason for each."""
     project = load_project(project_dir, environ)
-    project.sync(sync)
+    find_sync(project, sync)
     path = SyncState(project.state_dir, sync).rejected_path()
     if path is None or not path.exists():
         return 0, []
@@ -231,7 +238,7 @@ def rejected_rows(project_dir: str | Path, sync: str, limit: int = 50,
 def reset(project_dir: str | Path, sync: str, *, environ: Mapping[str, str] | None = None) -> bool:
     """Forget a sync's snapshot and rejected rows: its next run resends everything."""
     project = load_project(project_dir, environ)
-    project.sync(sync)
+    find_sync(project, sync)
     state = SyncState(project.state_dir, sync)
     with state.lock():
         return state.reset()

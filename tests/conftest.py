@@ -1,1 +1,1 @@
-pytest_plugins = ["reverse_etl.emulator.pytest_plugin"]
+pytest_plugins = ["reverse_etl.insider.emulator.pytest_plugin"]

@@ -140,7 +140,7 @@ def test_model_must_be_a_name_not_a_path(project: ProjectUnderTest) -> None:
 
 
 def test_a_secret_with_yaml_characters_loads_unchanged_and_is_never_echoed(project: ProjectUnderTest) -> None:
-    from reverse_etl.config import load_project
+    from reverse_etl.api import load_project
 
     secret = '*Sup3r\\Sec"ret!'
     loaded = load_project(project.root, {"INSIDER_API_KEY": secret})

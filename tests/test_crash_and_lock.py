@@ -18,7 +18,7 @@ from test_sync_engine import UPSERT, sent
 
 import reverse_etl
 from reverse_etl.cli import main
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 from reverse_etl.state import SyncState, read_journal
 
 

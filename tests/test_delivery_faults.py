@@ -8,7 +8,7 @@ from pathlib import Path
 from project_factory import make_project
 from test_sync_engine import UPSERT, run, sent
 
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 
 def test_sync_under_30_percent_faults_delivers_every_row_exactly_once(

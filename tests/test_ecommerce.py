@@ -11,8 +11,8 @@ from project_factory import ProjectUnderTest, make_project
 from test_sync_engine import UPSERT, run, sent
 
 import reverse_etl
-from reverse_etl.emulator import Emulator
 from reverse_etl.errors import ConfigError
+from reverse_etl.insider.emulator import Emulator
 
 PRODUCT = "STRUCT(product_id VARCHAR, name VARCHAR, category VARCHAR, price DOUBLE, quantity INTEGER, image_url VARCHAR, url VARCHAR)"
 COLUMNS = (f"message_id VARCHAR, user_id VARCHAR, event VARCHAR, timestamp TIMESTAMP, product_id VARCHAR, "

@@ -11,7 +11,7 @@ from project_factory import ProjectUnderTest, make_project
 from test_sync_engine import UPSERT, run, sent
 
 import reverse_etl
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 
 def project_with(tmp_path: Path, emu: Emulator, name: str, model_sql: str, sync: dict[str, Any],

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from reverse_etl.segments.upload import presigned_s3_url
+from reverse_etl.insider.segments.upload import presigned_s3_url
 
 
 @pytest.fixture()

@@ -10,8 +10,8 @@ from project_factory import ProjectUnderTest, make_project
 from test_sync_engine import run
 
 import reverse_etl
-from reverse_etl.emulator import Emulator
 from reverse_etl.errors import ConfigError
+from reverse_etl.insider.emulator import Emulator
 
 FPS = "/fps/v1/upload"
 

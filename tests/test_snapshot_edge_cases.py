@@ -14,12 +14,12 @@ from project_factory import ProjectUnderTest, make_project
 from test_sync_engine import UPSERT, run, sent
 
 import reverse_etl
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 CRASHING_RUN = """
 import os, sys
 import reverse_etl
-from reverse_etl.deliver import InsiderClient
+from reverse_etl.insider.http import InsiderClient
 
 project_dir, after, full_refresh = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 seen = 0

@@ -13,7 +13,7 @@ import pytest
 from project_factory import ProjectUnderTest, make_project
 
 import reverse_etl
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 UPSERT = "/api/user/v1/upsert"
 ATTR_DELETE = "/api/user/v1/attribute/delete"

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from dbt_helpers import DbtProject, make_dbt_project
 
 import reverse_etl
-from reverse_etl.config.schema import ProjectConfig
-from reverse_etl.emulator import Emulator
-from reverse_etl.results import RunResult, SyncResult
+from reverse_etl.insider.config import ProjectConfig
+from reverse_etl.insider.emulator import Emulator
+from reverse_etl.run.results import RunResult, SyncResult
 
 UPSERT = "/api/user/v1/upsert"
 ENV = {"INSIDER_API_KEY": "test-key"}

@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from dbt_helpers import DbtArtifacts, manifest_json, node
 
-from reverse_etl.dbt import DbtManifest, load_manifest
 from reverse_etl.errors import ConfigError
+from reverse_etl.project.dbt import DbtManifest, load_manifest
 
 WriteManifest = Callable[..., Path]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from dbt_helpers import DbtArtifacts, manifest_json, node
 
-from reverse_etl.dbt import Verdict, classify, load_manifest, load_run_results
 from reverse_etl.errors import ConfigError
+from reverse_etl.project.dbt import Verdict, classify, load_manifest, load_run_results
 
 MODELS = ["customers", "orders_summary", "broken_model"]
 

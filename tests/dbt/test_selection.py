@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from reverse_etl.errors import UsageError
-from reverse_etl.selection import parse_selectors, select_syncs
+from reverse_etl.project.selection import parse_selectors, select_syncs
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def test_parse_selectors() -> None:
 
 
 def test_works_with_the_config_model() -> None:
-    from reverse_etl.config.schema import SyncConfig
+    from reverse_etl.insider.config import SyncConfig
 
     sync = SyncConfig.model_validate(
         {"name": "s", "model": "customers", "identifiers": {"uuid": "id"}, "tags": ["daily"]}

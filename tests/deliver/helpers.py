@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from reverse_etl.config.schema import InsiderDestinationConfig
-from reverse_etl.deliver import BatchResult, InsiderClient
+from reverse_etl.insider.config import InsiderDestinationConfig
+from reverse_etl.insider.http import BatchResult, InsiderClient
 
 PARTNER = "acme"
 API_KEY = "test-key"

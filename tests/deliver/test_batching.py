@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from reverse_etl.deliver.batching import Batch, Oversize, build_body, pack, wrapper_bytes
+from reverse_etl.insider.http.batching import Batch, Oversize, build_body, pack, wrapper_bytes
 
 
 def _items(n: int, width: int = 10) -> list[str]:

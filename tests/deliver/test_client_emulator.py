@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from reverse_etl.deliver import Endpoint, InsiderClient
-from reverse_etl.emulator import Emulator
 from reverse_etl.errors import AuthenticationError
+from reverse_etl.insider.emulator import Emulator
+from reverse_etl.insider.http import Endpoint, InsiderClient
 
 from .helpers import API_KEY, Collector, client, config, user, user_chunks, uuids_in_ok_requests
 

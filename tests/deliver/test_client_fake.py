@@ -8,8 +8,8 @@ import socket
 import orjson
 import pytest
 
-from reverse_etl.deliver import Endpoint, InsiderClient
 from reverse_etl.errors import AuthenticationError, DeliveryError
+from reverse_etl.insider.http import Endpoint, InsiderClient
 
 from .fake_insider import Answer, FakeInsider
 from .helpers import API_KEY, Collector, client, config, user_chunks

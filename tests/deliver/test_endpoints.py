@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reverse_etl.config.schema import RateLimits
-from reverse_etl.deliver import Endpoint, RateFamily
-from reverse_etl.deliver.endpoints import build_limiters, limiter_for
+from reverse_etl.insider.config import RateLimits
+from reverse_etl.insider.http import Endpoint, RateFamily
+from reverse_etl.insider.http.endpoints import build_limiters, limiter_for
 
 
 def test_endpoint_values() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from reverse_etl.deliver import Endpoint
-from reverse_etl.deliver.responses import Kind, judge, parse_fail_map, parse_retry_after
+from reverse_etl.insider.http import Endpoint
+from reverse_etl.insider.http.responses import Kind, judge, parse_fail_map, parse_retry_after
 
 
 def _ok(fail: object) -> bytes:

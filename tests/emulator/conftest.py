@@ -8,7 +8,7 @@ import httpx
 import pytest
 from emulator_helpers import HEADERS, Receiver
 
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from emulator_helpers import ANONYMIZE, HEADERS, UPSERT, ok, upsert
 
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 USER = {"identifiers": {"uuid": "u1"}, "attributes": {"name": "a"}}
 BODY = {"users": [USER]}

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from emulator_helpers import EXPORT, Receiver, ok, upsert
 
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 NOW = datetime.now(UTC)
 TS = (NOW - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")

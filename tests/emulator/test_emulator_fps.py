@@ -9,7 +9,7 @@ import httpx
 import pytest
 from emulator_helpers import FPS, HEADERS, Receiver, ok, upsert
 
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 EMAILS = b"a@b.co\nc@d.co\ne@f.co\ng@h.co\ni@j.co\nnope\nx\n@\nfoo@bar\n1\n2\n3\n"
 

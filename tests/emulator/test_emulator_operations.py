@@ -8,7 +8,7 @@ import httpx
 import pytest
 from emulator_helpers import ANONYMIZE, ATTR_DELETE, IDENTITY, USER_DELETE, ok, upsert
 
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 NO_SUCH_USER = {"error": "no such user for these identifiers: no data"}
 

@@ -10,13 +10,13 @@ import httpx
 import pytest
 from emulator_helpers import HEADERS, UPSERT, ok
 
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 USERS = {"users": [{"identifiers": {"uuid": "u1"}, "attributes": {"name": "a"}}]}
 
 
 def test_serve_prints_a_banner_and_serves() -> None:
-    code = ("from reverse_etl.emulator import serve; "
+    code = ("from reverse_etl.insider.emulator import serve; "
             "serve(port=0, partner='shop', api_key='k1')")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -37,7 +37,7 @@ def test_serve_prints_a_banner_and_serves() -> None:
 
 def test_module_entry_point_reports_a_busy_port() -> None:
     with Emulator() as emu:
-        proc = subprocess.run([sys.executable, "-m", "reverse_etl.emulator", "--port",
+        proc = subprocess.run([sys.executable, "-m", "reverse_etl.insider.emulator", "--port",
                                str(emu.port)], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 1
         assert proc.stderr.startswith("error: ")

@@ -12,7 +12,7 @@ import httpx
 import yaml
 from project_factory import ProjectUnderTest, base_config, make_project
 
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 HEADERS = {"X-PARTNER-NAME": "acme", "X-REQUEST-TOKEN": "test-key"}
 EXPORT_PATH = "/api/raw/v1/export"

@@ -12,8 +12,8 @@ from pull_helpers import dump
 
 import reverse_etl
 from reverse_etl.cli import main
-from reverse_etl.config.exports import resolve_time
 from reverse_etl.errors import ConfigError
+from reverse_etl.insider.pull.config import resolve_time
 
 GOOD = """\
 exports:

@@ -26,8 +26,8 @@ from pull_helpers import (
 
 import reverse_etl
 from reverse_etl.cli import main
-from reverse_etl.emulator import Emulator
 from reverse_etl.errors import DeliveryError
+from reverse_etl.insider.emulator import Emulator
 
 EVENT_COLUMNS = {"event_name", "timestamp", "product_id", "unit_price", "coupon"}
 LAYOUT = {"row_type", "insider_id"}

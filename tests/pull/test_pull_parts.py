@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from reverse_etl.config.exports import ExportConfig, ExportWebhook
 from reverse_etl.errors import DeliveryError
-from reverse_etl.raw_export.hook import HookReceiver
-from reverse_etl.raw_export.load import map_columns
-from reverse_etl.raw_export.request import build_body
+from reverse_etl.insider.pull.config import ExportConfig, ExportWebhook
+from reverse_etl.insider.pull.hook import HookReceiver
+from reverse_etl.insider.pull.load import map_columns
+from reverse_etl.insider.pull.request import build_body
 
 
 def test_custom_columns_lose_the_prefix_unless_the_name_is_taken() -> None:

@@ -12,7 +12,7 @@ from project_factory import base_config, make_project
 from pull_helpers import export_def, seed
 
 import reverse_etl
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 pytest.importorskip("snowflake.connector")
 pytest.importorskip("fakesnow")

@@ -23,7 +23,7 @@ import pytest
 from fakesnow_helpers import FakeSnowflake
 
 import reverse_etl
-from reverse_etl.emulator import Emulator
+from reverse_etl.insider.emulator import Emulator
 
 REPO = Path(__file__).resolve().parents[2]
 COLUMNS = (

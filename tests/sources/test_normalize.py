@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from reverse_etl.errors import SourceError
-from reverse_etl.sources.normalize import normalize_column_name, one_line, stable_reader
-from reverse_etl.sources.variant import JsonDecoder, Kind
+from reverse_etl.warehouses.normalize import normalize_column_name, one_line, stable_reader
+from reverse_etl.warehouses.variant import JsonDecoder, Kind
 
 
 @pytest.mark.parametrize(

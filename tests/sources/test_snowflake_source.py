@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from fakesnow_helpers import WRONG_PASSWORD, FakeSnowflake
 
-from reverse_etl.config.schema import SnowflakeSourceConfig
 from reverse_etl.errors import SourceError
-from reverse_etl.sources import open_source
-from reverse_etl.sources.snowflake_source import SnowflakeSource
+from reverse_etl.project.config import SnowflakeSourceConfig
+from reverse_etl.warehouses import open_source
+from reverse_etl.warehouses.snowflake_source import SnowflakeSource
 
 pytest.importorskip("snowflake.connector")
 pytest.importorskip("fakesnow")

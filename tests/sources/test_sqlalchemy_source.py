@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from reverse_etl.config.schema import SQLAlchemySourceConfig
 from reverse_etl.errors import SourceError
-from reverse_etl.sources import open_source
-from reverse_etl.sources.sqlalchemy_source import SQLAlchemySource
+from reverse_etl.project.config import SQLAlchemySourceConfig
+from reverse_etl.warehouses import open_source
+from reverse_etl.warehouses.sqlalchemy_source import SQLAlchemySource
 
 pytest.importorskip("sqlalchemy")
 

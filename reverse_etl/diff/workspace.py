@@ -1,0 +1,67 @@
+"""The engine's own DuckDB connection, and loading a model's rows into it."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+import duckdb
+
+from reverse_etl.errors import SourceError
+from reverse_etl.project.model_sql import ResolvedModel
+from reverse_etl.warehouses.base import Source
+
+MODEL_TABLE = "model_rows"
+
+
+def engine_connection(tmp_dir: Path, memory_limit: str = "2GB",
+                      threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB bounded to ``memory_limit``, spilling to the sync's tmp dir."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": str(tmp_dir), "memory_limit": memory_limit}
+    if threads:
+        config["threads"] = threads
+    con = duckdb.connect(":memory:", config=config)
+    # Timestamps become text (digests, keys, RFC 3339) the same way on every machine.
+    con.execute("SET TimeZone = 'UTC'")
+    # Model SQL must never pick up a Python variable of ours by name.
+    con.execute("SET python_enable_replacements = false")
+    # Row order never matters to the engine; dropping it lets DuckDB stream and spill.
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+_STREAM_FAILURE = re.compile(r"reading the stream registered as '\w+' failed: (?:Unknown error: )?(.*?)(?:\. Detail: Python exception:.*)?$")
+
+
+def _stream_error(exc: BaseException) -> str:
+    """One line from a DuckDB error, unwrapping a source error raised mid-stream."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    match = _STREAM_FAILURE.search(first)
+    return match.group(1) if match else first
+
+
+def load_model(con: duckdb.DuckDBPyConnection, source: Source, model: ResolvedModel,
+               sync_name: str) -> dict[str, str]:
+    """Run the model on the source and materialise it as ``model_rows``.
+
+    Returns the model's columns as lower-cased name → DuckDB type. The rows
+    arrive as Arrow record batches and DuckDB consumes the stream directly.
+    """
+    try:
+        materialize = getattr(source, "materialize", None)
+        if materialize is None or not materialize(con, MODEL_TABLE, model.sql):
+            reader = source.fetch(model.sql)
+            con.register("model_stream", reader)
+            con.execute(f"CREATE OR REPLACE TABLE {MODEL_TABLE} AS SELECT * FROM model_stream")
+    except SourceError as exc:
+        raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: {exc}") from None
+    except duckdb.Error as exc:
+        raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: "
+                          f"{_stream_error(exc)}") from None
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister("model_stream")
+    return {name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE {MODEL_TABLE}").fetchall()}

@@ -1,7 +1,0 @@
-"""``python -m reverse_etl.emulator``: serve the emulator (see ``server.main``)."""
-
-from __future__ import annotations
-
-from .server import main
-
-main()

@@ -1,0 +1,1 @@
+"""Everything that speaks Insider One: rules, payloads, modes, HTTP, segments, pull, emulator."""

@@ -1,0 +1,297 @@
+"""From a sync's mapping and the model's column types to encoded fields.
+
+Each mapped value becomes a *field*: a column holding the exact JSON text that
+Insider receives for it (``"Ada"``, ``36``, ``["a","b"]``,
+``"1980-01-01T00:00:00Z"``), or NULL when there is nothing to send. Encoding and
+validation are SQL expressions DuckDB evaluates over whole columns; Python only
+writes the SQL. Comparing JSON texts makes the diff exact and independent of the
+warehouse's column types (an INT that becomes a BIGINT is not a change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from reverse_etl.diff.sqltext import ident, literal
+from reverse_etl.errors import ConfigError
+from reverse_etl.insider.config import SyncConfig
+from reverse_etl.insider.rules import (
+    COUNTRY_RE,
+    CURRENCY_RE,
+    CUSTOM_ATTRIBUTE_CAP,
+    DEFAULT_ATTRIBUTES,
+    EMAIL_RE,
+    EVENT_NAME_RE,
+    LANGUAGE_RE,
+    PHONE_RE,
+    RFC3339_FMT,
+    STANDARD_EVENT_PARAMS,
+)
+
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                  "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+_FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+# Text that looks like an array (`['a', 'b']`, `[1, 2]`) is parsed into one.
+_ARRAY_TEXT_RE = r"^\s*\[.*\]\s*$"
+
+Group = Literal["identifiers", "attributes", "event", "params"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One mapped value of a sync."""
+
+    group: Group
+    insider_name: str
+    custom: bool
+    column: str | None
+    """The model column (as the model spells it), or None for a constant."""
+    constant: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Column name in the engine's frames and in the snapshot."""
+        middle = ".custom." if self.custom else "."
+        return f"{self.group}{middle}{self.insider_name}"
+
+    @property
+    def label(self) -> str:
+        """How messages name the field (``attributes.city``)."""
+        return f"{self.group}.{self.insider_name}"
+
+
+@dataclass(frozen=True)
+class EncodedField:
+    """A field with the SQL that encodes it and the SQL that explains a bad value."""
+
+    field: Field
+    value_sql: str
+    """JSON text of the value, or NULL when there is nothing to send."""
+    reason_sql: str
+    """NULL when the value is acceptable, else a one-line reason naming the field."""
+
+
+# ------------------------------------------------------------------ planning
+def identifier_fields(sync: SyncConfig) -> tuple[list[Field], list[tuple[str, str]]]:
+    """Identifier fields, plus (attribute, column) pairs moved to attributes by the options."""
+    fields: list[Field] = []
+    moved: list[tuple[str, str]] = []
+    idents = sync.identifiers
+    for name, column in (("uuid", idents.uuid), ("email", idents.email),
+                         ("phone_number", idents.phone_number)):
+        if column is None:
+            continue
+        demoted = ((name == "email" and not sync.options.treat_email_as_identifier)
+                   or (name == "phone_number" and not sync.options.treat_phone_as_identifier))
+        if demoted:
+            moved.append((name, column))
+        else:
+            fields.append(Field("identifiers", name, False, column))
+    for name, column in idents.custom.items():
+        fields.append(Field("identifiers", name, True, column))
+    if not fields:
+        raise ConfigError(
+            f"sync {sync.name!r}: no identifier left once email/phone are not treated as "
+            "identifiers; map uuid or a custom identifier"
+        )
+    return fields, moved
+
+
+def attribute_fields(sync: SyncConfig, moved: list[tuple[str, str]]) -> list[Field]:
+    """Attribute fields (default ones at the root, the rest custom), capped at 255 custom."""
+    attributes = dict(moved)
+    attributes.update(sync.attributes)
+    fields = [Field("attributes", name, name not in DEFAULT_ATTRIBUTES, column)
+              for name, column in attributes.items()]
+    custom_count = sum(1 for f in fields if f.custom)
+    if custom_count > CUSTOM_ATTRIBUTE_CAP:
+        raise ConfigError(
+            f"sync {sync.name!r} maps {custom_count} custom attributes; Insider allows at most "
+            f"{CUSTOM_ATTRIBUTE_CAP} per tenant: drop some from attributes"
+        )
+    return fields
+
+
+def param_field(name: str, column: str) -> Field:
+    """An event parameter: standard ones at the root of event_params, others custom."""
+    return Field("params", name, name not in STANDARD_EVENT_PARAMS, column)
+
+
+def resolve_columns(fields: list[Field], model_columns: dict[str, str], sync_name: str,
+                    model_name: str) -> dict[str, str]:
+    """Map each field's configured column to the model's real column (case-insensitive).
+
+    ``model_columns`` maps lower-cased column name → real name. Returns field name →
+    real column name; a missing column is a :class:`ConfigError` naming the mapping.
+    """
+    resolved: dict[str, str] = {}
+    for field in fields:
+        if field.column is None:
+            continue
+        real = model_columns.get(field.column.lower())
+        if real is None:
+            available = ", ".join(sorted(model_columns.values())) or "none"
+            raise ConfigError(
+                f"sync {sync_name!r}: {field.label} maps column {field.column!r}, "
+                f"which model {model_name!r} does not return (columns: {available})"
+            )
+        resolved[field.name] = real
+    return resolved
+
+
+# ------------------------------------------------------------------ encoding
+def encode_field(field: Field, column: str | None, duck_type: str | None, *,
+                 prefix: str = "") -> EncodedField:
+    """SQL encoding and validation of one field, chosen by the column's DuckDB type."""
+    if field.constant is not None:
+        return EncodedField(field, f"to_json({literal(field.constant)})", "NULL")
+    assert column is not None and duck_type is not None
+    col = prefix + ident(column)
+    kind = duck_type.upper()
+    if field.group == "identifiers":
+        return _encode_identifier(field, col)
+    if field.group == "event":
+        return _encode_event_field(field, col, kind)
+    return _encode_value(field, col, kind)
+
+
+def _encode_identifier(field: Field, col: str) -> EncodedField:
+    # Identifiers are strings for Insider (a numeric customer id becomes "42").
+    text = f"nullif(trim(CAST({col} AS VARCHAR)), '')"
+    reasons = []
+    if field.insider_name == "email" and not field.custom:
+        reasons.append(_regex_reason(text, EMAIL_RE, f"{field.label}: not a valid email address: "))
+    elif field.insider_name == "phone_number" and not field.custom:
+        reasons.append(_regex_reason(text, PHONE_RE, f"{field.label}: not an E.164 phone number (+ and 7-15 digits): "))
+    return EncodedField(field, f"to_json({text})", _first_reason(reasons))
+
+
+def _encode_event_field(field: Field, col: str, kind: str) -> EncodedField:
+    if field.insider_name == "event_name":
+        text = f"nullif(trim(CAST({col} AS VARCHAR)), '')"
+        reason = (f"CASE WHEN {text} IS NULL THEN {literal('event.event_name: missing')} "
+                  f"WHEN NOT regexp_full_match({text}, {literal(EVENT_NAME_RE)}) THEN "
+                  f"{literal('event.event_name: must match ' + EVENT_NAME_RE + ': ')} || {text} END")
+        return EncodedField(field, f"to_json({text})", reason)
+    # timestamp
+    value, parse_reason = _datetime(col, kind, field.label)
+    missing = f"CASE WHEN {col} IS NULL THEN {literal('event.timestamp: missing; every event needs a time')} END"
+    return EncodedField(field, value, _first_reason([missing, parse_reason]))
+
+
+def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
+    """Attributes and event parameters: Insider's allowed value types (§8)."""
+    name, label, root = field.insider_name, field.label, not field.custom
+    if kind == "VARCHAR":
+        if root and name == "birthday" and field.group == "attributes":
+            value, reason = _datetime(col, kind, label)
+            return EncodedField(field, value, reason)
+        if root and name == "taxonomy" and field.group == "params":
+            # A single category is a one-element taxonomy.
+            parsed, reason = _text_array(col, label)
+            # (A NULL category is no taxonomy, not [null].)
+            return EncodedField(field, f"CASE WHEN {col} IS NOT NULL THEN coalesce({parsed}, to_json([{col}])) END", reason)
+        checks = []
+        pattern = {
+            ("attributes", "email"): (EMAIL_RE, "not a valid email address"),
+            ("attributes", "phone_number"): (PHONE_RE, "not an E.164 phone number"),
+            ("attributes", "country"): (COUNTRY_RE, "not an ISO 3166-1 alpha-2 code"),
+            ("attributes", "language"): (LANGUAGE_RE, "not a language like en_US"),
+            ("params", "currency"): (CURRENCY_RE, "not an ISO 4217 currency code"),
+        }.get((field.group, name)) if root else None
+        if pattern:
+            checks.append(_regex_reason(col, pattern[0], f"{label}: {pattern[1]}: "))
+        parsed, array_reason = _text_array(col, label)
+        checks.append(array_reason)
+        return EncodedField(field, f"coalesce({parsed}, to_json({col}))", _first_reason(checks))
+    fractional = kind in _FLOAT_TYPES or kind.startswith("DECIMAL")
+    if root and field.group == "params" and name == "quantity" and fractional:
+        # Insider wants an integer quantity: 2.0 is sent as 2, 2.5 is rejected.
+        reason = (f"CASE WHEN {col} IS NOT NULL AND {col} <> round({col}) THEN "
+                  f"{literal(label + ': must be a whole number: ')} || CAST({col} AS VARCHAR) END")
+        return EncodedField(field, f"to_json(CAST({col} AS BIGINT))", reason)
+    if kind == "BOOLEAN" or kind in _INTEGER_TYPES or kind.startswith("DECIMAL"):
+        return EncodedField(field, f"to_json({col})", "NULL")
+    if kind in _FLOAT_TYPES:
+        reason = (f"CASE WHEN {col} IS NOT NULL AND NOT isfinite({col}) THEN "
+                  f"{literal(label + ': not a finite number: ')} || CAST({col} AS VARCHAR) END")
+        return EncodedField(field, f"CASE WHEN isfinite({col}) THEN to_json({col}) END", reason)
+    if kind == "DATE" or kind.startswith("TIMESTAMP"):
+        value, _ = _datetime(col, kind, label)
+        return EncodedField(field, value, "NULL")
+    if kind.endswith("[]"):
+        element = kind[:-2]
+        if element == "VARCHAR" or element in _INTEGER_TYPES or element in _FLOAT_TYPES or element.startswith("DECIMAL"):
+            # Nulls inside an array have no Insider meaning; they are dropped.
+            return EncodedField(field, f"to_json(list_filter({col}, lambda x: x IS NOT NULL))", "NULL")
+        what = ("booleans" if element == "BOOLEAN"
+                else "objects" if element.startswith(("STRUCT", "MAP", "JSON")) else element.lower())
+        return _always_rejected(field, col, f"{label}: arrays of {what} are not allowed by Insider")
+    if kind.startswith(("STRUCT", "MAP", "JSON", "UNION")):
+        return _always_rejected(field, col, f"{label}: objects are not allowed by Insider; flatten it into columns")
+    return _always_rejected(field, col, f"{label}: values of type {kind} are not supported; cast it to text or a number")
+
+
+def _text_array(col: str, label: str) -> tuple[str, str]:
+    """(JSON array or NULL, reason) for text like ``['a', 'b']`` or ``[1, 2]``.
+
+    JSON text is taken as is; Python-style single quotes are accepted too. The
+    array must hold only strings or only numbers (Insider's rule).
+    """
+    looks = f"({col} IS NOT NULL AND regexp_full_match({col}, {literal(_ARRAY_TEXT_RE)}))"
+    as_json = (f"CASE WHEN json_valid({col}) THEN {col}::JSON "
+               f"WHEN json_valid(replace({col}, '''', '\"')) THEN replace({col}, '''', '\"')::JSON END")
+    kinds = f"list_distinct(list_transform(CAST(json_extract({as_json}, '$[*]') AS JSON[]), lambda x: json_type(x)))"
+    strings = f"list_has_all(['VARCHAR'], {kinds})"
+    numbers = f"list_has_all(['BIGINT', 'UBIGINT', 'DOUBLE'], {kinds})"
+    ok = f"(json_type({as_json}) = 'ARRAY' AND ({strings} OR {numbers}))"
+    value = f"CASE WHEN {looks} AND {ok} THEN json({as_json})::VARCHAR END"
+    reason = (f"CASE WHEN {looks} AND json_type({as_json}) = 'ARRAY' AND NOT ({strings} OR {numbers}) THEN "
+              f"{literal(label + ': arrays must hold only strings or only numbers (no objects, booleans or mixed types): ')} "
+              f"|| {col} END")
+    return value, reason
+
+
+def _datetime(col: str, kind: str, label: str) -> tuple[str, str]:
+    """(RFC 3339 UTC JSON text, reason) for a DATE, TIMESTAMP[TZ] or text column."""
+    if kind == "VARCHAR":
+        parsed = f"try_cast({col} AS TIMESTAMPTZ)"
+        reason = (f"CASE WHEN {col} IS NOT NULL AND {parsed} IS NULL THEN "
+                  f"{literal(label + ': not an RFC 3339 date-time: ')} || {col} END")
+        return f"CASE WHEN {parsed} IS NOT NULL THEN {_rfc3339(parsed, tz=True)} END", reason
+    if kind == "DATE" or kind.startswith("TIMESTAMP"):
+        return _rfc3339(col, tz="WITH TIME ZONE" in kind), "NULL"
+    return "NULL", f"CASE WHEN {col} IS NOT NULL THEN {literal(label + ': expected a date or timestamp, not ' + kind)} END"
+
+
+def timestamp_sql(col: str, kind: str) -> str:
+    """The column as a UTC TIMESTAMP (for TTL checks), NULL when unparseable."""
+    if kind.upper() == "VARCHAR":
+        return f"CAST(timezone('UTC', try_cast({col} AS TIMESTAMPTZ)) AS TIMESTAMP)"
+    if "WITH TIME ZONE" in kind.upper():
+        return f"CAST(timezone('UTC', {col}) AS TIMESTAMP)"
+    return f"CAST({col} AS TIMESTAMP)"
+
+
+def _always_rejected(field: Field, col: str, message: str) -> EncodedField:
+    return EncodedField(field, "NULL", f"CASE WHEN {col} IS NOT NULL THEN {literal(message)} END")
+
+
+def _rfc3339(expr: str, *, tz: bool) -> str:
+    utc = f"timezone('UTC', {expr})" if tz else f"CAST({expr} AS TIMESTAMP)"
+    return f"to_json(strftime({utc}, {literal(RFC3339_FMT)}))"
+
+
+def _regex_reason(text: str, pattern: str, message: str) -> str:
+    return (f"CASE WHEN {text} IS NOT NULL AND NOT regexp_full_match({text}, {literal(pattern)}) "
+            f"THEN {literal(message)} || {text} END")
+
+
+def _first_reason(reasons: list[str]) -> str:
+    reasons = [r for r in reasons if r != "NULL"]
+    if not reasons:
+        return "NULL"
+    if len(reasons) == 1:
+        return reasons[0]
+    return "coalesce(" + ", ".join(reasons) + ")"

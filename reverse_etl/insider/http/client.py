@@ -1,0 +1,376 @@
+"""The Insider delivery client: concurrent, rate-limited, retried, nothing lost.
+
+:class:`InsiderClient.deliver` is synchronous for callers; inside it runs its
+own asyncio loop with one ``httpx.AsyncClient`` (keep-alive, ``concurrency``
+connections). Batches are packed lazily from the caller's chunks: a queue of
+``concurrency`` idle lanes admits at most that many requests (including their
+retry sleeps) before the next batch is even built, so memory stays bounded however
+large the input. Each request ends in exactly one final outcome reported to
+``on_result``; attempts that will be retried are never reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import httpx
+from aiolimiter import AsyncLimiter
+from tenacity import RetryCallState
+
+from reverse_etl.errors import AuthenticationError, DeliveryError
+from reverse_etl.insider.config import InsiderDestinationConfig
+from reverse_etl.insider.http.batching import Batch, Oversize, build_body, pack
+from reverse_etl.insider.http.endpoints import Endpoint, build_limiters
+from reverse_etl.insider.http.responses import Kind, Verdict, judge, shorten
+from reverse_etl.insider.http.results import BatchResult, DeliveryStats
+from reverse_etl.insider.http.retrying import RetryableError, make_retrying
+
+log = logging.getLogger("reverse_etl.insider.http")
+
+Chunks = Iterable[tuple[Sequence[int], Sequence[str | bytes]]]
+T = TypeVar("T")
+
+
+class InsiderClient:
+    """Sends encoded user objects to Insider's user endpoints.
+
+    ``transport`` replaces httpx's network transport (tests, proxies).
+    ``wait_base``/``wait_max`` shape the exponential backoff between retries
+    (seconds); ``retry_after_cap`` bounds how long a ``Retry-After`` may park
+    a request. The API key is only ever placed in request headers.
+    """
+
+    def __init__(
+        self,
+        config: InsiderDestinationConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        wait_base: float = 0.5,
+        wait_max: float = 30.0,
+        retry_after_cap: float = 120.0,
+    ) -> None:
+        self.config = config
+        self._transport = transport
+        self.wait_base = wait_base
+        self.wait_max = wait_max
+        self.retry_after_cap = retry_after_cap
+
+    def __repr__(self) -> str:
+        return f"InsiderClient(partner={self.config.partner!r}, url={self.config.api_base_url!r})"
+
+    def deliver(
+        self,
+        endpoint: Endpoint,
+        chunks: Chunks,
+        *,
+        on_result: Callable[[BatchResult], None],
+        skip_hook: bool = False,
+        halt_on_reject: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> DeliveryStats:
+        """Send every item of ``chunks`` to ``endpoint``; block until all are settled.
+
+        ``chunks`` yields ``(row_ids, items)``; items are JSON texts of single
+        user objects (bulk endpoints) or of whole request bodies (the others).
+        ``on_result`` receives each request's final :class:`BatchResult`, one
+        at a time, in the delivery's loop thread; ``progress(n)`` follows with
+        the number of rows it settled. ``skip_hook`` adds ``"skip_hook": true``
+        to upsert bodies (the only ones documented to take it). ``halt_on_reject`` stops sending after the first
+        rejected row (in-flight requests still finish and are reported).
+
+        Raises :class:`AuthenticationError` on 401/403 (in-flight work is
+        cancelled; rows not yet reported were not settled) and
+        :class:`DeliveryError` when the endpoint itself is unusable.
+        """
+        return _run_sync(lambda: self.deliver_async(
+            endpoint, chunks, on_result=on_result, skip_hook=skip_hook,
+            halt_on_reject=halt_on_reject, progress=progress))
+
+    async def deliver_async(
+        self,
+        endpoint: Endpoint,
+        chunks: Chunks,
+        *,
+        on_result: Callable[[BatchResult], None],
+        skip_hook: bool = False,
+        halt_on_reject: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> DeliveryStats:
+        """:meth:`deliver` for callers already inside an event loop."""
+        run = _Run(
+            self,
+            endpoint,
+            on_result=on_result,
+            skip_hook=skip_hook,
+            halt_on_reject=halt_on_reject,
+            progress=progress,
+        )
+        return await run.execute(chunks)
+
+    async def _open_lanes(self, stack: AsyncExitStack) -> list[httpx.AsyncClient]:
+        """``concurrency`` lanes: HTTP clients, each keeping one connection alive.
+
+        One client with a ``concurrency``-connection pool would do, but
+        httpcore's pool rescans every connection for every waiting request on
+        each event, which measured 3-5x slower at 32 connections. One
+        connection per client keeps that scan trivial. An injected transport
+        is shared by a single client (its lane is reused ``concurrency`` times).
+        """
+        config = self.config
+        headers = {
+            "X-PARTNER-NAME": config.partner,
+            "X-REQUEST-TOKEN": config.api_key.get_secret_value(),
+            "Content-Type": "application/json",
+        }
+
+        # Loading the CA bundle costs ~25 ms: once per delivery, not per lane.
+        tls = httpx.create_ssl_context()
+
+        def new_client(limits: httpx.Limits) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                verify=tls,
+                base_url=config.api_base_url,
+                headers=headers,
+                timeout=httpx.Timeout(config.timeout_seconds),
+                limits=limits,
+                transport=self._transport,
+                follow_redirects=False,
+            )
+
+        if self._transport is not None:
+            shared = await stack.enter_async_context(new_client(httpx.Limits()))
+            return [shared] * config.concurrency
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0)
+        return [await stack.enter_async_context(new_client(one)) for _ in range(config.concurrency)]
+
+
+def _run_sync(factory: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await factory()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    # Called from inside a running loop (a notebook, an async orchestrator):
+    # asyncio.run would refuse, so run our own loop on a helper thread.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reverse-etl-deliver") as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The error to surface from a task group: credentials first, then anything else."""
+    errors: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            errors.append(exc)
+
+    walk(group)
+    for error in errors:
+        if isinstance(error, AuthenticationError):
+            return error
+    for error in errors:
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return errors[0]
+
+
+class _Run:
+    """The state of one delivery: slots, limiter, stats, halt flag."""
+
+    def __init__(
+        self,
+        client: InsiderClient,
+        endpoint: Endpoint,
+        *,
+        on_result: Callable[[BatchResult], None],
+        skip_hook: bool,
+        halt_on_reject: bool,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.client = client
+        self.config = client.config
+        self.endpoint = endpoint
+        self.on_result = on_result
+        # insider-api.md documents skip_hook for upsert only (§1); other bodies stay bare.
+        self.skip_hook = skip_hook and endpoint is Endpoint.UPSERT
+        self.halt_on_reject = halt_on_reject
+        self.progress = progress
+        self.stats = DeliveryStats()
+        self._secret = self.config.api_key.get_secret_value()
+        # Created inside the loop by execute(): asyncio primitives bind to it.
+        # A request needs an idle lane; the queue of idle lanes is the slot count.
+        self._idle: asyncio.Queue[httpx.AsyncClient]
+        self._limiter: AsyncLimiter
+        self._tasks: asyncio.TaskGroup
+
+    # ------------------------------------------------------------------ driving
+    async def execute(self, chunks: Chunks) -> DeliveryStats:
+        started = time.perf_counter()
+        self._idle = asyncio.Queue()
+        self._limiter = build_limiters(self.config.rate_limits)[self.endpoint.family]
+        batches = pack(
+            chunks,
+            bulk=self.endpoint.bulk,
+            max_users=self.config.max_batch_users,
+            max_bytes=self.config.max_batch_bytes,
+            skip_hook=self.skip_hook,
+        )
+        try:
+            async with AsyncExitStack() as stack, asyncio.TaskGroup() as tasks:
+                for lane in await self.client._open_lanes(stack):
+                    self._idle.put_nowait(lane)
+                self._tasks = tasks
+                for unit in batches:
+                    if self.stats.halted:
+                        break
+                    if isinstance(unit, Oversize):
+                        self._settle(
+                            BatchResult(self.endpoint, rejected={unit.row_id: unit.reason})
+                        )
+                        continue
+                    # Take a lane before pulling the next batch: bounded memory.
+                    lane = await self._idle.get()
+                    tasks.create_task(self._send(unit, lane))
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        finally:
+            self.stats.seconds = time.perf_counter() - started
+        return self.stats
+
+    async def _admit(self, batch: Batch) -> None:
+        """Wait for an idle lane, then send (used for bisected halves)."""
+        lane = await self._idle.get()
+        await self._send(batch, lane)
+
+    async def _send(self, batch: Batch, lane: httpx.AsyncClient) -> None:
+        """Send one batch on ``lane``; settle it, or split it and let the halves queue."""
+        try:
+            if self.stats.halted:
+                return  # halted while waiting: leave these rows unreported
+            verdict = await self._attempts(batch, lane)
+        finally:
+            self._idle.put_nowait(lane)
+        if verdict is None:
+            return
+        if verdict.kind is Kind.BISECT and len(batch) > 1:
+            if self.stats.halted:
+                return
+            left, right = batch.halves()
+            log.debug("bisecting a refused request of %d users (%s)", len(batch), verdict.reason)
+            self._tasks.create_task(self._admit(left))
+            self._tasks.create_task(self._admit(right))
+            return
+        self._settle(self._result(batch, verdict))
+
+    async def _attempts(self, batch: Batch, lane: httpx.AsyncClient) -> Verdict | None:
+        """Run the request through the retry policy; None once it has been settled as failed."""
+        body = build_body(batch, bulk=self.endpoint.bulk, skip_hook=self.skip_hook)
+        retrying = make_retrying(
+            max_retries=self.config.max_retries,
+            wait_base=self.client.wait_base,
+            wait_max=self.client.wait_max,
+            retry_after_cap=self.client.retry_after_cap,
+            on_retry=self._on_retry,
+        )
+        try:
+            verdict: Verdict = await retrying(self._attempt, lane, body, len(batch))
+        except RetryableError as error:
+            reason = f"gave up after {self.config.max_retries} retries: {error.reason}"
+            self._settle(BatchResult(self.endpoint, failed=dict.fromkeys(batch.row_ids, reason)))
+            return None
+        return verdict
+
+    async def _attempt(self, lane: httpx.AsyncClient, body: bytes, n_users: int) -> Verdict:
+        """One HTTP attempt: wait for the rate limiter, send, judge the answer."""
+        await self._limiter.acquire()
+        self.stats.requests += 1
+        self.stats.bytes_sent += len(body)
+        try:
+            response = await lane.request(self.endpoint.method, self.endpoint.path, content=body)
+        except httpx.TimeoutException as error:
+            self.stats.count_status(0)
+            raise RetryableError(
+                f"no answer within {self.config.timeout_seconds:g}s ({type(error).__name__})"
+            ) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
+            raise DeliveryError(
+                f"cannot reach Insider at {self.config.api_base_url!r} ({error}): "
+                "check destination.api_base_url"
+            ) from None
+        except httpx.TransportError as error:
+            self.stats.count_status(0)
+            raise RetryableError(
+                self._redact(f"connection problem: {type(error).__name__}: {error}")
+            ) from None
+        self.stats.count_status(response.status_code)
+        verdict = judge(
+            self.endpoint,
+            response.status_code,
+            response.content,
+            n_users,
+            response.headers.get("Retry-After"),
+        )
+        if verdict.kind is Kind.RETRY:
+            raise RetryableError(self._redact(verdict.reason), verdict.retry_after)
+        if verdict.kind is Kind.AUTH:
+            raise AuthenticationError(self._redact(verdict.reason))
+        if verdict.kind is Kind.FATAL:
+            raise DeliveryError(self._redact(verdict.reason))
+        return verdict
+
+    def _on_retry(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        sleep = state.next_action.sleep if state.next_action is not None else 0.0
+        log.info(
+            "retrying %s in %.2fs (attempt %d): %s",
+            self.endpoint.path,
+            sleep,
+            state.attempt_number,
+            error,
+        )
+
+    # ---------------------------------------------------------------- settling
+    def _result(self, batch: Batch, verdict: Verdict) -> BatchResult:
+        result = BatchResult(self.endpoint)
+        if verdict.kind is Kind.ACK:
+            result.acked = list(batch.row_ids)
+            if verdict.note:
+                result.notes = dict.fromkeys(batch.row_ids, verdict.note)
+        elif verdict.kind is Kind.PARTIAL:
+            for index, row_id in enumerate(batch.row_ids):
+                reason = verdict.rejected.get(index)
+                if reason is None:
+                    result.acked.append(row_id)
+                else:
+                    result.rejected[row_id] = self._redact(reason)
+        else:  # REJECT, or BISECT down to a single row
+            result.rejected = dict.fromkeys(batch.row_ids, self._redact(verdict.reason))
+        return result
+
+    def _settle(self, result: BatchResult) -> None:
+        """Report one final outcome: stats, journal callback, progress, halt."""
+        self.stats.add(result)
+        if result.rejected and self.halt_on_reject and not self.stats.halted:
+            row_id, reason = next(iter(result.rejected.items()))
+            self.stats.halted = True
+            self.stats.halt_reason = shorten(f"row {row_id} was rejected: {reason}")
+        self.on_result(result)
+        if self.progress is not None:
+            self.progress(result.rows)
+
+    def _redact(self, text: str) -> str:
+        # Belt and braces: an echoing proxy must not smuggle the key into a reason.
+        return text.replace(self._secret, "***") if self._secret else text

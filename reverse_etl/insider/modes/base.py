@@ -1,0 +1,147 @@
+"""What every sync mode provides to the engine.
+
+A mode decides which fields a sync encodes, which of them the snapshot tracks,
+how a row is keyed, which rows are invalid beyond their fields' own rules, and
+how the ``delta`` (rows new or changed since the snapshot) becomes operations
+in ``changes``. Diffing, delivery, journaling and folding are shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import duckdb
+
+from reverse_etl.diff.sqltext import ident
+from reverse_etl.insider.config import SyncConfig
+from reverse_etl.insider.fields import Field
+from reverse_etl.project.model_sql import ResolvedModel
+
+Delivery = tuple[tuple[str, ...], str]
+"""(operations, Endpoint name) delivered together, in order."""
+
+
+class Mode(ABC):
+    """Base of the sync modes."""
+
+    deliveries: Sequence[Delivery] = ()
+
+    def __init__(self, sync: SyncConfig) -> None:
+        self.sync = sync
+        self.fields: list[Field] = []
+        self.tracked: list[Field] = []
+        self.key_field: Field | None = None
+        self.columns_only: list[Field] = []
+        """Fields whose columns are read but not encoded (an event key column)."""
+
+    @property
+    def key_label(self) -> str:
+        """How messages name the key."""
+        return self.key_field.label if self.key_field else "event key"
+
+    def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str]) -> str:
+        """SQL of a row's key (text) over the model row.
+
+        ``column_of(f)`` is the field's model column; ``value_of(f)`` its raw value
+        as exact text (for keys that digest several fields).
+        """
+        assert self.key_field is not None
+        return f"nullif(trim(CAST({column_of(self.key_field)} AS VARCHAR)), '')"
+
+    def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
+                    value_of: Callable[[Field], str]) -> list[str]:
+        """Extra SQL reasons a row is invalid (beyond each field's own rules)."""
+        return []
+
+    def prepare(self, con: duckdb.DuckDBPyConnection, source_table: str, columns: dict[str, str]) -> str:
+        """The table the fields read: ``source_table`` (the model rows, ``columns`` name → type)
+        unless the mode reshapes them first (the ecommerce preset explodes products)."""
+        return source_table
+
+    @abstractmethod
+    def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create ``changes`` from ``delta``, ``cur`` and ``snap``."""
+
+    def prune_sql(self) -> str | None:
+        """Condition over a snapshot row (``s.`` columns) that drops it at fold time."""
+        return None
+
+    def prepare_model(self, project: Any, model: ResolvedModel) -> ResolvedModel:
+        """The model the sync reads; a mode may add computed columns (audience membership).
+
+        Called once per run before the fingerprint is taken, so whatever the mode
+        adds is part of the snapshot's meaning.
+        """
+        return model
+
+    custom_delivery = False
+    """True: the runner calls :meth:`deliver_custom` instead of row delivery and commit."""
+
+    def deliver_custom(self, con: duckdb.DuckDBPyConnection, project: Any, state: Any, result: Any) -> None:
+        """Deliver and record state the mode's own way (one request per segment, e.g. FPS).
+
+        ``state`` is the sync's ``SyncState`` (its directory is the mode's to use);
+        ``result`` is the run's ``SyncResult``: set its outcome, message and counts.
+        """
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------- helpers
+def cur(f: Field) -> str:
+    """A delta row's current value of ``f``."""
+    return "d." + ident(f.name)
+
+
+def old(f: Field) -> str:
+    """A delta row's snapshot value of ``f`` (NULL when the row is new)."""
+    return "d." + ident("s:" + f.name)
+
+
+def snap(f: Field) -> str:
+    """A removed row's snapshot value of ``f``."""
+    return "s." + ident(f.name)
+
+
+def writes(tracked: Sequence[Field], value: Callable[[Field], str], write: Callable[[Field], str]) -> str:
+    """The ``v:``/``w:`` columns of ``changes``: what the snapshot takes once acknowledged."""
+    return ", ".join(f"{value(f)} AS {ident('v:' + f.name)}, {write(f)} AS {ident('w:' + f.name)}"
+                     for f in tracked)
+
+
+def no_writes(tracked: Sequence[Field]) -> str:
+    """``v:``/``w:`` columns that change nothing."""
+    return writes(tracked, lambda f: "NULL::VARCHAR", lambda f: "FALSE")
+
+
+def numbered(ops_sql: str) -> str:
+    """``CREATE TABLE changes`` with row ids, contiguous per operation (compact journal ranges).
+
+    Each operation also carries its row's ``digest`` (from ``delta``): the fold sets
+    it once every operation of the key is acknowledged, also after a crash.
+    """
+    return f"""
+        CREATE OR REPLACE TABLE changes AS
+        WITH ops AS ({ops_sql})
+        SELECT (row_number() OVER (ORDER BY o.op) - 1)::BIGINT AS row_id, o.*, d.digest
+        FROM ops o LEFT JOIN delta d ON d.key = o.key
+    """
+
+
+def once_per_row(tracked: Sequence[Field], op_sql: str, payload_sql: str) -> str:
+    """``changes`` for modes that act once per new or changed row and forget removed ones."""
+    return numbered(f"""
+      SELECT d.key, CASE WHEN d.s_key IS NULL THEN 'added' ELSE 'changed' END AS change,
+             {op_sql} AS op, {payload_sql} AS payload,
+             {writes(tracked, cur, lambda f: f"({cur(f)} IS NOT NULL)")}
+      FROM delta d
+      UNION ALL
+      {removed_rows(tracked)}
+    """)
+
+
+def removed_rows(tracked: Sequence[Field], op_sql: str = "'forget'", payload_sql: str = "NULL") -> str:
+    """SELECT of snapshot rows whose key left the model."""
+    return (f"SELECT s.key, 'removed' AS change, {op_sql} AS op, {payload_sql} AS payload, "
+            f"{no_writes(tracked)} FROM snap s ANTI JOIN present c ON s.key = c.key")

@@ -1,0 +1,1 @@
+"""The project: the engine's part of syncs.yml, its loader, model SQL, selection and dbt."""

@@ -1,0 +1,1 @@
+"""One sync run, destination-neutral: runner, outcome, events, delivery, commit."""

@@ -1,0 +1,121 @@
+"""The commit stage: fold what Insider acknowledged into a new snapshot, atomically.
+
+Also crash recovery: a run that died leaves its change set (``pending-<run>``)
+and journal; :meth:`Committer.recover` folds them before the next diff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+
+from reverse_etl.diff import compare as diff
+from reverse_etl.diff import rejected
+from reverse_etl.diff.sqltext import literal, scalar
+from reverse_etl.insider.fields import Field
+from reverse_etl.state import SyncState, read_journal
+from reverse_etl.state.store import Meta, Pending
+
+
+class Committer:
+    """Writes a sync's snapshot and rejected rows (``new_snap``, ``new_rej``)."""
+
+    def __init__(self, state: SyncState, tracked: Sequence[Field], fingerprint: str,
+                 prune_sql: str | None) -> None:
+        self.state = state
+        self.tracked = list(tracked)
+        self.fingerprint = fingerprint
+        self.prune_sql = prune_sql
+
+    def commit(self, con: duckdb.DuckDBPyConnection, run_id: str,
+               acked: Sequence[tuple[int, int]]) -> Meta:
+        """Fold this run's acknowledged rows and make the result current."""
+        acked_table(con, acked)
+        auto = ", ".join(literal(op) for op in diff.AUTO_ACKED_OPS)
+        touched = (bool(acked) or bool(scalar(con, f"SELECT count(*) FROM changes WHERE op IN ({auto})"))
+                   or bool(scalar(con, "SELECT count(*) FROM delta")))
+        unchanged = not touched and self.state.meta().fingerprint == self.fingerprint
+        if not unchanged:
+            diff.fold(con, self.tracked, "acked", self.prune_sql)
+        rejected.build_new_rejected(con, run_id, with_validation=True, carry_unacked=False)
+        return self.write(con, run_id, self.fingerprint, keep_snapshot=unchanged)
+
+    def write(self, con: duckdb.DuckDBPyConnection, run_id: str, fingerprint: str | None,
+              *, keep_snapshot: bool = False) -> Meta:
+        """Write ``new_snap`` and ``new_rej``, then make them current atomically.
+
+        ``keep_snapshot``: nothing changed, so the current snapshot file stays (a
+        no-change run over millions of rows must not rewrite them).
+        """
+        previous = self.state.meta()
+        rej_name = f"rejected-{run_id}.parquet"
+        if keep_snapshot and previous.snapshot:
+            snap_name, rows = previous.snapshot, previous.rows
+        else:
+            snap_name = f"snapshot-{run_id}.parquet"
+            con.execute(f"COPY new_snap TO {literal(str(self.state.path(snap_name)))} "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+            rows = scalar(con, "SELECT count(*) FROM new_snap")
+        con.execute(f"COPY new_rej TO {literal(str(self.state.path(rej_name)))} (FORMAT parquet)")
+        meta = Meta(fingerprint=fingerprint, snapshot=snap_name, rejected=rej_name,
+                    folded_run=run_id, rows=rows)
+        self.state.commit(meta)
+        return meta
+
+    def recover(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Fold a crashed run's acknowledged rows into the snapshot; returns rows folded."""
+        pending = self.state.pending()
+        if pending is None:
+            return 0
+        if self.state.meta().folded_run == pending.run_id:
+            self.state.clear_pending()  # crashed after its commit: nothing left to do
+            return 0
+        folded = self.fold_pending(con, pending)
+        rej_path = self.state.rejected_path()
+        rejected.load_rejected(con, str(rej_path) if rej_path else None)
+        con.execute(f"CREATE OR REPLACE TABLE held ({rejected.REJECTED_COLUMNS})")
+        rejected.build_new_rejected(con, pending.run_id, with_validation=False, carry_unacked=True)
+        self.write(con, pending.run_id, pending.fingerprint)
+        return folded
+
+    def fold_pending(self, con: duckdb.DuckDBPyConnection, pending: Pending) -> int:
+        """``new_snap`` from the snapshot, a pending change set and its journal."""
+        pending_path, journal_path = self.state.pending_paths(pending.run_id)
+        same = pending.fingerprint == self.fingerprint
+        fields = self.tracked if same else fields_named(pending.fields)
+        # Fold into what that run diffed against: the snapshot it read, or nothing
+        # for a full resend (whose unacknowledged rows must then go out again).
+        base = self.state.path(pending.base_snapshot) if pending.base_snapshot else None
+        if base is not None and base.exists():
+            diff.load_snapshot(con, str(base), fields)
+        else:
+            diff.create_empty_snapshot(con, fields)
+        # The pending file holds no payloads (folding needs none).
+        con.execute(f"CREATE OR REPLACE TABLE changes AS SELECT *, NULL::VARCHAR AS payload "
+                    f"FROM read_parquet({literal(str(pending_path))})")
+        contents = read_journal(journal_path)
+        acked_table(con, contents.acked_ranges)
+        rejected.outcome_table(con, contents.rejected, contents.failed)
+        diff.fold(con, fields, "acked", self.prune_sql if same else None, with_delta=False)
+        return sum(last - first + 1 for first, last in contents.acked_ranges)
+
+
+def fields_named(names: Sequence[str]) -> list[Field]:
+    """Stand-in fields for folding a snapshot made under an older mapping (names only matter)."""
+    out = []
+    for name in names:
+        group, _, rest = name.partition(".")
+        custom = rest.startswith("custom.")
+        out.append(Field(group, rest.removeprefix("custom."), custom, name))  # type: ignore[arg-type]
+    return out
+
+
+def acked_table(con: duckdb.DuckDBPyConnection, ranges: Sequence[tuple[int, int]]) -> None:
+    """``acked`` (row_id) from inclusive row-id ranges."""
+    table = pa.table({"s": pa.array([r[0] for r in ranges], pa.int64()),
+                      "e": pa.array([r[1] for r in ranges], pa.int64())})
+    con.register("acked_ranges", table)
+    con.execute("CREATE OR REPLACE TABLE acked AS SELECT unnest(range(s, e + 1)) AS row_id FROM acked_ranges")
+    con.unregister("acked_ranges")
