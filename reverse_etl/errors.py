@@ -14,7 +14,12 @@ a traceback for these.
     ├── StateError                   4  snapshot/journal/lock problems
     │   └── LockedError              4  another run of the same sync holds the lock
     └── DeliveryError                4  Insider refused the whole run
-        └── AuthenticationError      4  401/403 from Insider: not retried
+        └── AuthenticationError      4  401/403 from Insider (Terminal: never retried)
+
+Retry markers, in the spirit of dlt: :class:`Transient` (worth another attempt:
+429, 5xx, timeouts, dropped connections) and :class:`Terminal` (retrying cannot
+fix it) are mixins on the concrete errors; every HTTP path retries exactly the
+``Transient`` ones.
 
 Exit code 3 (partial delivery: some rows rejected) is not an exception; it comes
 from a run result whose rejected count is non-zero.
@@ -61,14 +66,18 @@ class DeliveryError(ReverseEtlError):
     exit_code = 4
 
 
-class AuthenticationError(DeliveryError):
+# Retry markers: mixins, so a concrete error says whether another attempt can help.
+class Transient:
+    """Marks an error worth retrying (429, 5xx, timeouts, dropped connections)."""
+
+
+class Terminal:
+    """Marks an error that retrying cannot fix (credentials refused, a malformed request)."""
+
+
+class AuthenticationError(DeliveryError, Terminal):
     """Insider answered 401 or 403: the partner name or API key is wrong."""
 
 
-# Markers for the delivery layer, in the spirit of dlt's Transient/Terminal.
-class TransientError(Exception):
-    """A failure worth retrying (429, 5xx, timeouts, dropped connections)."""
-
-
-class TerminalError(Exception):
-    """A failure that retrying cannot fix."""
+class TransientError(Transient, Exception):
+    """One attempt failed in a way worth retrying; the retry loop turns the last one into a DeliveryError."""

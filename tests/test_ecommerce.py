@@ -166,6 +166,6 @@ def test_ecommerce_preset_refuses_a_constant_name_and_a_missing_name_column(tmp_
         reverse_etl.validate(project.root, environ=project.env)
     project2 = ecommerce_project(tmp_path / "b", insider_emulator, name_column="kind")
     result = run(project2)
-    assert result.outcome == "failed" and result.counts["config_failed"] == 1
+    assert result.outcome == "failed" and result.failure == "config" and result.exit_code == 1
     assert "event.name_column 'kind'" in (result.message or "")
     assert insider_emulator.requests() == []

@@ -18,6 +18,7 @@ import orjson
 
 from reverse_etl import api
 from reverse_etl.errors import ReverseEtlError
+from reverse_etl.run.outcome import INTERRUPTED_MESSAGE
 from reverse_etl.run.results import RunResult, SyncResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,7 +40,7 @@ def handle_errors(func: F) -> F:
         except ReverseEtlError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted; acknowledged rows are journaled and the next run resumes", 4)
+            _fail(INTERRUPTED_MESSAGE, 130)
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -60,7 +61,8 @@ def main(ctx: click.Context, project: Path, debug: bool) -> None:
     """Sync warehouse models into Insider One, sending only what changed.
 
     Exit codes: 0 ok, 1 config or usage error, 2 warehouse (source) error,
-    3 partial delivery (some rows rejected; see `reverse-etl rejected`), 4 fatal.
+    3 partial delivery (some rows rejected; see `reverse-etl rejected`), 4 fatal,
+    130 interrupted.
     """
     ctx.ensure_object(dict)
     ctx.obj["project"] = project
@@ -262,7 +264,7 @@ def _print_run(result: RunResult) -> None:
         if sync.outcome == "skipped":
             click.echo(f"{sync.sync}: skipped: {sync.message}")
             continue
-        if sync.outcome == "failed" and not sync.counts.get("to_send"):
+        if sync.outcome in ("failed", "interrupted") and not sync.counts.get("to_send"):
             click.echo(f"{sync.sync}: failed: {sync.message}", err=True)
             continue
         c = sync.counts
@@ -277,3 +279,5 @@ def _print_run(result: RunResult) -> None:
             click.echo(f"  recovered {c['recovered']} acknowledged row(s) from an interrupted run")
         if sync.message:
             click.echo(f"  {sync.message}", err=sync.outcome == "failed")
+        for note in sync.notes:
+            click.echo(f"  note: {note}")

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from reverse_etl.run.runner import ProgressCallback
+from reverse_etl.api import ProgressCallback
 
 
 @contextmanager

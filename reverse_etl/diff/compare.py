@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import duckdb
 
+from reverse_etl.diff.fields import EncodedField, Field
 from reverse_etl.diff.sqltext import ident, literal
-from reverse_etl.insider.fields import EncodedField, Field
 
 AUTO_ACKED_OPS = ("noop", "forget")
 DROP_OPS = ("forget", "delete_user", "remove_clear")

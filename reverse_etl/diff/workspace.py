@@ -8,11 +8,12 @@ from pathlib import Path
 
 import duckdb
 
+from reverse_etl.diff.tables import MODEL_ROWS
 from reverse_etl.errors import SourceError
 from reverse_etl.project.model_sql import ResolvedModel
 from reverse_etl.warehouses.base import Source
 
-MODEL_TABLE = "model_rows"
+MODEL_TABLE = MODEL_ROWS
 
 
 def engine_connection(tmp_dir: Path, memory_limit: str = "2GB",

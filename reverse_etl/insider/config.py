@@ -35,7 +35,6 @@ class RateLimits(Strict):
     identity_delete_per_minute: int = Field(default=1_000, gt=0)
     user_delete_per_minute: int = Field(default=10_000, gt=0)
     anonymize_per_minute: int = Field(default=500, gt=0)
-    segment_upload_per_second: int = Field(default=100, gt=0)
 
 
 class InsiderDestinationConfig(Strict):

@@ -10,9 +10,7 @@ warehouse's column types (an INT that becomes a BIGINT is not a change).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
+from reverse_etl.diff.fields import EncodedField, Field
 from reverse_etl.diff.sqltext import ident, literal
 from reverse_etl.errors import ConfigError
 from reverse_etl.insider.config import SyncConfig
@@ -34,43 +32,6 @@ _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYI
 _FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
 # Text that looks like an array (`['a', 'b']`, `[1, 2]`) is parsed into one.
 _ARRAY_TEXT_RE = r"^\s*\[.*\]\s*$"
-
-Group = Literal["identifiers", "attributes", "event", "params"]
-
-
-@dataclass(frozen=True)
-class Field:
-    """One mapped value of a sync."""
-
-    group: Group
-    insider_name: str
-    custom: bool
-    column: str | None
-    """The model column (as the model spells it), or None for a constant."""
-    constant: str | None = None
-
-    @property
-    def name(self) -> str:
-        """Column name in the engine's frames and in the snapshot."""
-        middle = ".custom." if self.custom else "."
-        return f"{self.group}{middle}{self.insider_name}"
-
-    @property
-    def label(self) -> str:
-        """How messages name the field (``attributes.city``)."""
-        return f"{self.group}.{self.insider_name}"
-
-
-@dataclass(frozen=True)
-class EncodedField:
-    """A field with the SQL that encodes it and the SQL that explains a bad value."""
-
-    field: Field
-    value_sql: str
-    """JSON text of the value, or NULL when there is nothing to send."""
-    reason_sql: str
-    """NULL when the value is acceptable, else a one-line reason naming the field."""
-
 
 # ------------------------------------------------------------------ planning
 def identifier_fields(sync: SyncConfig) -> tuple[list[Field], list[tuple[str, str]]]:
@@ -116,28 +77,6 @@ def attribute_fields(sync: SyncConfig, moved: list[tuple[str, str]]) -> list[Fie
 def param_field(name: str, column: str) -> Field:
     """An event parameter: standard ones at the root of event_params, others custom."""
     return Field("params", name, name not in STANDARD_EVENT_PARAMS, column)
-
-
-def resolve_columns(fields: list[Field], model_columns: dict[str, str], sync_name: str,
-                    model_name: str) -> dict[str, str]:
-    """Map each field's configured column to the model's real column (case-insensitive).
-
-    ``model_columns`` maps lower-cased column name → real name. Returns field name →
-    real column name; a missing column is a :class:`ConfigError` naming the mapping.
-    """
-    resolved: dict[str, str] = {}
-    for field in fields:
-        if field.column is None:
-            continue
-        real = model_columns.get(field.column.lower())
-        if real is None:
-            available = ", ".join(sorted(model_columns.values())) or "none"
-            raise ConfigError(
-                f"sync {sync_name!r}: {field.label} maps column {field.column!r}, "
-                f"which model {model_name!r} does not return (columns: {available})"
-            )
-        resolved[field.name] = real
-    return resolved
 
 
 # ------------------------------------------------------------------ encoding

@@ -13,8 +13,8 @@ import pyarrow as pa
 
 from reverse_etl.diff import compare as diff
 from reverse_etl.diff import rejected
+from reverse_etl.diff.fields import Field
 from reverse_etl.diff.sqltext import literal, scalar
-from reverse_etl.insider.fields import Field
 from reverse_etl.state import SyncState, read_journal
 from reverse_etl.state.store import Meta, Pending
 

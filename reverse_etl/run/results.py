@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+EXIT_CODES: dict[str, int] = {
+    "config": 1, "usage": 1, "source": 2, "partial": 3, "delivery": 4, "auth": 4, "state": 4,
+    "lock": 4, "refused": 4, "internal": 4, "interrupted": 130,
+}
+"""Exit code of each failure kind (``partial`` is the outcome of a run whose rows were refused)."""
+
 
 @dataclass
 class SyncResult:
@@ -13,7 +19,7 @@ class SyncResult:
     sync: str
     run_id: str
     outcome: str
-    """success | partial (some rows rejected or failed) | failed | skipped | planned"""
+    """success | partial (some rows rejected or failed) | failed | interrupted | skipped | planned"""
     counts: dict[str, int] = field(default_factory=dict)
     """added, changed, removed, unchanged, invalid, held_back, sent, acked, rejected, failed, recovered"""
     seconds: dict[str, float] = field(default_factory=dict)
@@ -23,13 +29,26 @@ class SyncResult:
     """a few payloads per kind of operation, e.g. ``"upsert (changed)"`` (plan only)"""
     rejected_samples: list[dict[str, Any]] = field(default_factory=list)
     message: str | None = None
-    """why it failed or was skipped"""
+    """why it failed, was partial or was skipped (one line)"""
     requests: int = 0
+    failure: str | None = None
+    """What kind of failure ended it (a key of :data:`EXIT_CODES`), None when it did not fail."""
+    notes: list[str] = field(default_factory=list)
+    """Things the user should know that did not fail the run (e.g. Insider's notes on a batch)."""
 
     @property
     def ok(self) -> bool:
         """True when everything that had to be sent was acknowledged."""
         return self.outcome in ("success", "planned", "skipped")
+
+    @property
+    def exit_code(self) -> int:
+        """This sync's exit code: from its failure kind, or 3 for a partial run."""
+        if self.outcome == "partial":
+            return EXIT_CODES["partial"]
+        if self.outcome in ("failed", "interrupted"):
+            return EXIT_CODES.get(self.failure or "internal", 4)
+        return 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -43,24 +62,21 @@ class RunResult:
     syncs: list[SyncResult] = field(default_factory=list)
 
     @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C (or SIGTERM) stopped the run."""
+        return any(s.outcome == "interrupted" for s in self.syncs)
+
+    @property
     def exit_code(self) -> int:
-        """The documented exit code: the worst of the syncs'.
+        """The documented exit code: 130 when interrupted, else the worst of the syncs'.
 
         0 ok · 1 config/usage · 2 source (warehouse) · 3 partial delivery (rows
-        rejected or failed; the rest committed) · 4 fatal (delivery refused, state).
+        rejected or failed; the rest committed) · 4 fatal (delivery refused, state,
+        lock) · 130 interrupted.
         """
-        codes = [0]
-        for result in self.syncs:
-            if result.outcome == "partial":
-                codes.append(3)
-            elif result.outcome == "failed":
-                if result.counts.get("config_failed"):
-                    codes.append(1)
-                elif result.counts.get("source_failed"):
-                    codes.append(2)
-                else:
-                    codes.append(4)
-        return max(codes)
+        if self.interrupted:
+            return EXIT_CODES["interrupted"]
+        return max([0, *(s.exit_code for s in self.syncs)])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for ``--json``)."""

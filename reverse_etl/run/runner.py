@@ -8,11 +8,9 @@ it returns :class:`SyncResult` and raises typed errors.
 from __future__ import annotations
 
 import hashlib
-import secrets
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,84 +19,67 @@ import orjson
 
 from reverse_etl.diff import compare as diff
 from reverse_etl.diff import rejected
+from reverse_etl.diff.fields import Field, resolve_columns
 from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
 from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model
-from reverse_etl.errors import DeliveryError, SourceError
-from reverse_etl.insider.config import SyncConfig
-from reverse_etl.insider.fields import Field, encode_field, resolve_columns
-from reverse_etl.insider.modes import mode_for
-from reverse_etl.project.config import Project
+from reverse_etl.project.config import StateConfig
 from reverse_etl.project.model_sql import ResolvedModel
 from reverse_etl.run.commit import Committer
-from reverse_etl.run.delivery import Client, ProgressCallback, deliver_changes
+from reverse_etl.run.delivery import deliver_changes
+from reverse_etl.run.destination import ModelResolver, Sender, SyncMode, SyncSpec
+from reverse_etl.run.events import Hooks, RowsSent, StageFinished
+from reverse_etl.run.outcome import fail
 from reverse_etl.run.results import SyncResult
-from reverse_etl.state import Ledger, RunRecord, SyncState
+from reverse_etl.state import SyncState
 from reverse_etl.state.store import Pending
 from reverse_etl.warehouses.base import Source
 
-__all__ = ["ProgressCallback", "SyncRunner", "new_run_id", "sync_fingerprint"]
+__all__ = ["SyncRunner", "sync_fingerprint"]
 
 SNAPSHOT_FORMAT = 4
 """Bump when the snapshot's meaning changes: every sync then resends in full."""
 
-def new_run_id() -> str:
-    """Sortable, unique run id: UTC time plus a random suffix."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
+def sync_fingerprint(mode: SyncMode, model: ResolvedModel) -> str:
+    """Hash of everything that decides what the snapshot means (the mode says what that is).
 
-def sync_fingerprint(sync: SyncConfig, model: ResolvedModel) -> str:
-    """Hash of everything that decides what the snapshot means.
-
-    A changed fingerprint means a full resend. For attribute syncs that is the
-    mapping, the options and the model's SQL. An event snapshot is only the set of
-    event keys already sent, so only what defines a key counts: the key column,
-    or (digest keys) the identifiers and event mapping. Resending events after a
-    model edit would duplicate them at Insider.
+    A changed fingerprint means a full resend.
     """
-    relevant: dict[str, Any]
-    if sync.mode == "user_events" and sync.event is not None:
-        if sync.event.key:
-            relevant = {"mode": sync.mode, "event_key": sync.event.key}
-        else:
-            relevant = sync.model_dump(mode="json", include={"mode", "identifiers", "event"})
-            relevant["event"].pop("ttl_days", None)
-    else:
-        relevant = sync.model_dump(mode="json", include={"mode", "operation", "identifiers", "attributes"})
-        # Only options that change what is sent; toggling skip_hook or halting is no resend.
-        relevant["options"] = sync.options.model_dump(include={
-            "append_arrays", "treat_email_as_identifier", "treat_phone_as_identifier"})
-        relevant["model_sql"] = model.sql
-    relevant["snapshot_format"] = SNAPSHOT_FORMAT
+    relevant = {**mode.fingerprint_parts(model), "snapshot_format": SNAPSHOT_FORMAT}
     return hashlib.sha256(orjson.dumps(relevant, option=orjson.OPT_SORT_KEYS)).hexdigest()[:20]
 
 
 class SyncRunner:
     """Runs (or plans) one sync of a project."""
 
-    def __init__(self, project: Project, sync: SyncConfig, source: Source, model: ResolvedModel,
-                 *, client_factory: Callable[[], Client] | None = None,
-                 progress: ProgressCallback | None = None) -> None:
-        self.project = project
+    def __init__(self, state_dir: Path, state_config: StateConfig, sync: SyncSpec, mode: SyncMode,
+                 source: Source, model: ResolvedModel, *, resolve: ModelResolver,
+                 sender_factory: Callable[[], Sender] | None = None, hooks: Hooks | None = None) -> None:
+        self.state_config = state_config
         self.sync = sync
         self.source = source
-        self.client_factory = client_factory
-        self.progress = progress
-        self.state = SyncState(project.state_dir, sync.name)
-        self.mode = mode_for(sync)
-        self.model = model = self.mode.prepare_model(project, model)  # e.g. audience columns
-        self.tracked = self.mode.tracked
-        self.fingerprint = sync_fingerprint(sync, model)
-        self.committer = Committer(self.state, self.tracked, self.fingerprint, self.mode.prune_sql())
+        self.sender_factory = sender_factory
+        self.hooks = hooks or Hooks()
+        self.state = SyncState(state_dir, sync.name)
+        self.mode = mode
+        self.model = model = mode.prepare_model(model, resolve)  # e.g. audience columns
+        self.tracked = mode.tracked
+        self.fingerprint = sync_fingerprint(mode, model)
+        self.committer = Committer(self.state, self.tracked, self.fingerprint, mode.prune_sql())
 
     def _engine(self, spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
-        state = self.project.config.state
-        return engine_connection(spill_dir or self.state.tmp_dir, state.memory_limit, state.threads)
+        return engine_connection(spill_dir or self.state.tmp_dir, self.state_config.memory_limit,
+                                 self.state_config.threads)
+
+    def _stage(self, result: SyncResult, stage: str, started: float) -> None:
+        result.seconds[stage] = round(time.perf_counter() - started, 3)
+        self.hooks.emit(StageFinished(sync=result.sync, run_id=result.run_id, stage=stage,
+                                      seconds=result.seconds[stage], counts=dict(result.counts)))
 
     # ------------------------------------------------------------------ API
-    def plan(self, *, full_refresh: bool = False, samples: int = 3) -> SyncResult:
-        """Dry run: what a run would send. Sends nothing and writes nothing."""
-        result = SyncResult(sync=self.sync.name, run_id=new_run_id(), outcome="planned")
-        started = time.perf_counter()
+    def plan(self, result: SyncResult, *, full_refresh: bool = False, samples: int = 3) -> None:
+        """Dry run into ``result``: what a run would send. Sends nothing and writes nothing."""
+        result.outcome = "planned"
         spill = tempfile.TemporaryDirectory(prefix="reverse_etl_plan_")  # plan writes no state
         con = self._engine(Path(spill.name))
         try:
@@ -115,58 +96,38 @@ class SyncRunner:
         finally:
             con.close()
             spill.cleanup()
-        result.seconds["total"] = round(time.perf_counter() - started, 3)
-        return result
 
-    def run(self, *, full_refresh: bool = False) -> SyncResult:
-        """Run the sync: send what changed, commit what Insider acknowledged."""
-        result = SyncResult(sync=self.sync.name, run_id=new_run_id(), outcome="running")
-        started = time.perf_counter()
-        started_at = _now()
+    def run(self, result: SyncResult, *, full_refresh: bool = False) -> None:
+        """Run the sync into ``result``: send what changed, commit what was acknowledged.
+
+        Errors propagate to the run's owner (:mod:`reverse_etl.run.outcome`), which
+        records the run however it ends.
+        """
         self.state.prepare()
-        ledger = Ledger(self.project.state_dir)
         with self.state.lock():
             con = self._engine()
             try:
                 self._run_locked(con, result, full_refresh)
-            except SourceError as exc:
-                result.outcome, result.message = "failed", str(exc)
-                result.counts["source_failed"] = 1
-                raise
-            except DeliveryError as exc:
-                result.outcome, result.message = "failed", str(exc)
             finally:
                 con.close()
-                result.seconds["total"] = round(time.perf_counter() - started, 3)
-                if result.outcome == "running":
-                    result.outcome = "failed"
-                ledger.append(RunRecord(
-                    run_id=result.run_id, sync=self.sync.name, started_at=started_at,
-                    finished_at=_now(), seconds=result.seconds["total"], outcome=result.outcome,
-                    counts=dict(result.counts), full_resend_reason=result.full_resend_reason,
-                    error=result.message, details={"requests": result.requests,
-                                                   "seconds": result.seconds}))
-        return result
 
     # ------------------------------------------------------------ stages
     def _run_locked(self, con: duckdb.DuckDBPyConnection, result: SyncResult, full_refresh: bool) -> None:
         self._load_and_diff(con, result, full_refresh=full_refresh, fold_pending=False)
         if self.mode.custom_delivery:  # e.g. a first-party segment: one upload, its own state
-            self.mode.deliver_custom(con, self.project, self.state, result)
+            self.mode.deliver_custom(con, self.state.dir, result)
             return
-        if (self.sync.on_removed != "ignore" and not self.sync.options.allow_empty_model
+        if (self.sync.on_removed != "ignore" and not self.mode.allows_empty_model
                 and result.counts["removed"] and not scalar(con, "SELECT count(*) FROM cur_raw")):
-            result.outcome = "failed"
-            result.message = (f"sync {self.sync.name!r}: model {self.model.name!r} returned no rows, which would "
-                              f"{self.sync.on_removed.replace('_', ' ')} for all {result.counts['removed']} "
-                              "users; nothing was sent. If that is intended, set options.allow_empty_model: true")
+            fail(result, "refused", f"sync {self.sync.name!r}: model {self.model.name!r} returned no rows, which "
+                 f"would {self.sync.on_removed.replace('_', ' ')} for all {result.counts['removed']} "
+                 "users; nothing was sent. If that is intended, set options.allow_empty_model: true")
             return
-        if not self.sync.options.skip_invalid_records and result.counts.get("invalid", 0):
+        if self.mode.halts_on_invalid and result.counts.get("invalid", 0):
             first = first_row(con, "SELECT key, reason FROM cur WHERE reason IS NOT NULL ORDER BY key LIMIT 1")
             key, reason = (first or (None, "?"))
-            result.outcome = "failed"
-            result.message = (f"sync {self.sync.name!r} halted before sending: row with key {key!r} is "
-                              f"invalid ({reason}); fix it or set options.skip_invalid_records: true")
+            fail(result, "refused", f"sync {self.sync.name!r} halted before sending: row with key {key!r} is "
+                 f"invalid ({reason}); fix it or set options.skip_invalid_records: true")
             return  # nothing sent, nothing committed
         pending_path, journal_path = self.state.pending_paths(result.run_id)
         t0 = time.perf_counter()
@@ -178,9 +139,12 @@ class SyncRunner:
             base = None if result.full_resend_reason else self.state.meta().snapshot
             self.state.begin_pending(Pending(run_id=result.run_id, fingerprint=self.fingerprint,
                                              fields=[f.name for f in self.tracked], base_snapshot=base))
-        delivery = deliver_changes(con, self.sync, self.mode.deliveries, self.client_factory,
-                                   journal_path, self.progress)
-        result.seconds["deliver"] = round(time.perf_counter() - t0, 3)
+        def progress(done: int, total: int) -> None:
+            self.hooks.emit(RowsSent(sync=result.sync, run_id=result.run_id, done=done, total=total))
+
+        delivery = deliver_changes(con, self.sync.name, self.mode.lanes, self.sender_factory,
+                                   journal_path, progress)
+        self._stage(result, "deliver", t0)
         result.requests = delivery.requests
         result.counts["acked"] = delivery.acked_count
         result.counts["rejected"] = len(delivery.rejected)
@@ -188,9 +152,11 @@ class SyncRunner:
         rejected.outcome_table(con, delivery.rejected, delivery.failed)
         t1 = time.perf_counter()
         result.counts["snapshot_rows"] = self.committer.commit(con, result.run_id, delivery.acked).rows
-        result.seconds["commit"] = round(time.perf_counter() - t1, 3)
+        self._stage(result, "commit", t1)
+        result.notes.extend(f"{count} row(s) acknowledged with a note: {note}"
+                            for note, count in sorted(delivery.notes.items()))
         if delivery.error:
-            result.outcome, result.message = "failed", delivery.error
+            fail(result, delivery.error_kind, delivery.error)
         elif delivery.rejected or delivery.failed:
             result.outcome = "partial"
             result.message = (f"{len(delivery.rejected)} row(s) rejected by Insider, {len(delivery.failed)} "
@@ -203,7 +169,7 @@ class SyncRunner:
                        full_refresh: bool, fold_pending: bool) -> None:
         t0 = time.perf_counter()
         types = load_model(con, self.source, self.model, self.sync.name)
-        result.seconds["source"] = round(time.perf_counter() - t0, 3)
+        self._stage(result, "source", t0)
         t1 = time.perf_counter()
         # Only now, with the source read, may state be touched (crash recovery first).
         if not fold_pending:
@@ -255,8 +221,8 @@ class SyncRunner:
                 diff.replace_snapshot(con, "new_snap")
         # Pass 2, over new and changed rows only: encode, validate, compare field by field.
         diff.create_delta_keys(con)
-        encoded = {f.name: encode_field(f, raw + columns[f.name] if f.name in columns else None,
-                                        types.get(columns.get(f.name, ""))) for f in mode.fields}
+        encoded = {f.name: mode.encode(f, raw + columns[f.name] if f.name in columns else None,
+                                       types.get(columns.get(f.name, ""))) for f in mode.fields}
 
         def value_of(f: Field) -> str:
             return f"({encoded[f.name].value_sql})"
@@ -273,7 +239,7 @@ class SyncRunner:
         rejected.load_rejected(con, str(rej_path) if rej_path else None)
         result.counts["held_back"] = rejected.hold_back(con, self.sync.max_attempts)
         result.counts.update(self._diff_counts(con))
-        result.seconds["diff"] = round(time.perf_counter() - t1, 3)
+        self._stage(result, "diff", t1)
 
     def _diff_counts(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         row = first_row(con, """
@@ -301,6 +267,3 @@ class SyncRunner:
         rows = con.execute(f"SELECT key, kind, reason FROM new_rej ORDER BY kind, key LIMIT {int(limit)}").fetchall()
         return [{"key": k, "kind": kind, "reason": r} for k, kind, r in rows]
 
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -20,10 +20,13 @@ class RunRecord:
     finished_at: str = ""
     seconds: float = 0.0
     outcome: str = "running"
-    """success | partial | failed | recovered | planned"""
+    """success | partial | failed | interrupted"""
     counts: dict[str, int] = field(default_factory=dict)
     full_resend_reason: str | None = None
     error: str | None = None
+    """The one-line message of a failed, partial or interrupted run."""
+    failure: str | None = None
+    """The failure kind (config, usage, source, auth, delivery, lock, state, interrupted, internal)."""
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,5 +55,6 @@ class Ledger:
             except orjson.JSONDecodeError:
                 continue
             if sync is None or data.get("sync") == sync:
-                out.append(RunRecord(**data))
+                known = RunRecord.__dataclass_fields__
+                out.append(RunRecord(**{k: v for k, v in data.items() if k in known}))
         return out[-limit:] if limit else out

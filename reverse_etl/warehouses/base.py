@@ -23,7 +23,8 @@ class Source(Protocol):
     """
 
     dialect: str
-    """sqlglot-style dialect name of the SQL the source runs (duckdb, snowflake, ...)."""
+    """sqlglot-style dialect name of the SQL the source runs (duckdb, snowflake, ...): the
+    warehouse diff engine generates its SQL in it."""
 
     def fetch(self, sql: str, batch_size: int = 100_000) -> pa.RecordBatchReader:
         """Run ``sql`` and stream its result."""

@@ -20,10 +20,10 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from reverse_etl.errors import TransientError
+from reverse_etl.errors import Transient
 
 
-class RetryableError(TransientError):
+class RetryableError(Transient, Exception):
     """A transient failure of one attempt: 429, 5xx, timeout, dropped connection."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reverse_etl.insider.config import SyncConfig
+from reverse_etl.insider.config import InsiderDestinationConfig, SyncConfig
 from reverse_etl.insider.modes.actions import UserAction
 from reverse_etl.insider.modes.attributes import DeleteAttributes, UpsertAttributes
 from reverse_etl.insider.modes.base import Mode
@@ -12,8 +12,14 @@ from reverse_etl.insider.modes.events import UserEvents
 __all__ = ["Mode", "mode_for"]
 
 
-def mode_for(sync: SyncConfig) -> Mode:
-    """The mode object that handles ``sync``."""
+def mode_for(sync: SyncConfig, destination: InsiderDestinationConfig | None = None) -> Mode:
+    """The mode object that handles ``sync`` (``destination``: for modes that send on their own)."""
+    mode = _mode_for(sync)
+    mode.destination = destination
+    return mode
+
+
+def _mode_for(sync: SyncConfig) -> Mode:
     if sync.mode == "user_events":
         assert sync.event is not None
         if sync.event.preset == "ecommerce":

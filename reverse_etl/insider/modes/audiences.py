@@ -43,6 +43,7 @@ from reverse_etl.insider.fields import Field
 from reverse_etl.insider.modes.attributes import UpsertAttributes
 from reverse_etl.insider.modes.base import cur, numbered, old, snap, writes
 from reverse_etl.project.model_sql import ResolvedModel
+from reverse_etl.run.destination import ModelResolver
 
 COLUMN_PREFIX = "__audience_"
 _MEMBER_KEY = "__member_key"
@@ -79,10 +80,8 @@ class AudienceUpsert(UpsertAttributes):
         self.deliveries = ((("upsert",), "UPSERT"), *audience_ops, (("delete_user",), "USER_DELETE"))
 
     # ------------------------------------------------------------ the model
-    def prepare_model(self, project: Any, model: ResolvedModel) -> ResolvedModel:
+    def prepare_model(self, model: ResolvedModel, resolve: ModelResolver) -> ResolvedModel:
         """The model plus one ``__audience_<snake>`` column per audience (TRUE or NULL)."""
-        from reverse_etl.api import resolve_sync_model  # api imports the runner, which imports us
-
         assert self.key_field is not None and self.key_field.column is not None
         key_col = _column_ref(self.key_field.column)
         conditions = [f"CASE WHEN ({a.when}) THEN TRUE END AS {ident(COLUMN_PREFIX + a.snake)}"
@@ -91,7 +90,7 @@ class AudienceUpsert(UpsertAttributes):
         joins, members = [], []
         for i, audience in enumerate(a for a in self.audience_configs if a.model is not None):
             assert audience.model is not None
-            member = resolve_sync_model(project, self.sync.model_copy(update={"model": audience.model}))
+            member = resolve(audience.model)
             alias = f"a{i}"
             # DISTINCT: a member listed twice must not duplicate the user's row.
             joins.append(f"LEFT JOIN (SELECT DISTINCT {_key_text(key_col)} AS {_MEMBER_KEY} "

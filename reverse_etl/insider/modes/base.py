@@ -10,17 +10,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from reverse_etl.diff.sqltext import ident
-from reverse_etl.insider.config import SyncConfig
-from reverse_etl.insider.fields import Field
+from reverse_etl.insider.config import InsiderDestinationConfig, SyncConfig
+from reverse_etl.insider.fields import EncodedField, Field, encode_field
+from reverse_etl.insider.http.endpoints import Endpoint
 from reverse_etl.project.model_sql import ResolvedModel
+from reverse_etl.run.destination import ModelResolver
+from reverse_etl.run.results import SyncResult
 
 Delivery = tuple[tuple[str, ...], str]
 """(operations, Endpoint name) delivered together, in order."""
+
+SNAPSHOT_OPTIONS = ("append_arrays", "treat_email_as_identifier", "treat_phone_as_identifier")
+"""Options that change what is sent; toggling skip_hook or halting is no resend."""
 
 
 class Mode(ABC):
@@ -30,11 +37,52 @@ class Mode(ABC):
 
     def __init__(self, sync: SyncConfig) -> None:
         self.sync = sync
+        self.destination: InsiderDestinationConfig | None = None
+        """Set by :func:`~reverse_etl.insider.modes.mode_for` (modes that send on their own need it)."""
         self.fields: list[Field] = []
         self.tracked: list[Field] = []
         self.key_field: Field | None = None
         self.columns_only: list[Field] = []
         """Fields whose columns are read but not encoded (an event key column)."""
+
+    @property
+    def lanes(self) -> list[tuple[tuple[str, ...], Endpoint]]:
+        """(operations, endpoint) delivered together, in order."""
+        return [(ops, Endpoint[name]) for ops, name in self.deliveries]
+
+    @property
+    def halts_on_invalid(self) -> bool:
+        """``options.skip_invalid_records: false``: an invalid row stops the run before sending."""
+        return not self.sync.options.skip_invalid_records
+
+    @property
+    def allows_empty_model(self) -> bool:
+        """``options.allow_empty_model``: an empty model may clear or delete every removed user."""
+        return self.sync.options.allow_empty_model
+
+    def fingerprint_parts(self, model: ResolvedModel) -> dict[str, object]:
+        """What decides the snapshot's meaning: the mapping, the options and the model's SQL.
+
+        An event snapshot is only the set of event keys already sent, so only what
+        defines a key counts: the key column, or (digest keys) the identifiers and
+        event mapping. Resending events after a model edit would duplicate them.
+        """
+        sync = self.sync
+        relevant: dict[str, Any]
+        if sync.mode == "user_events" and sync.event is not None:
+            if sync.event.key:
+                return {"mode": sync.mode, "event_key": sync.event.key}
+            relevant = sync.model_dump(mode="json", include={"mode", "identifiers", "event"})
+            relevant["event"].pop("ttl_days", None)
+            return relevant
+        relevant = sync.model_dump(mode="json", include={"mode", "operation", "identifiers", "attributes"})
+        relevant["options"] = sync.options.model_dump(include=set(SNAPSHOT_OPTIONS))
+        relevant["model_sql"] = model.sql
+        return relevant
+
+    def encode(self, field: Field, column: str | None, duck_type: str | None) -> EncodedField:
+        """SQL that encodes and validates ``field`` per Insider's rules."""
+        return encode_field(field, column, duck_type)
 
     @property
     def key_label(self) -> str:
@@ -68,7 +116,7 @@ class Mode(ABC):
         """Condition over a snapshot row (``s.`` columns) that drops it at fold time."""
         return None
 
-    def prepare_model(self, project: Any, model: ResolvedModel) -> ResolvedModel:
+    def prepare_model(self, model: ResolvedModel, resolve: ModelResolver) -> ResolvedModel:
         """The model the sync reads; a mode may add computed columns (audience membership).
 
         Called once per run before the fingerprint is taken, so whatever the mode
@@ -79,11 +127,11 @@ class Mode(ABC):
     custom_delivery = False
     """True: the runner calls :meth:`deliver_custom` instead of row delivery and commit."""
 
-    def deliver_custom(self, con: duckdb.DuckDBPyConnection, project: Any, state: Any, result: Any) -> None:
+    def deliver_custom(self, con: duckdb.DuckDBPyConnection, state_dir: Path, result: SyncResult) -> None:
         """Deliver and record state the mode's own way (one request per segment, e.g. FPS).
 
-        ``state`` is the sync's ``SyncState`` (its directory is the mode's to use);
-        ``result`` is the run's ``SyncResult``: set its outcome, message and counts.
+        ``state_dir`` is the sync's state directory (the mode may keep files there);
+        ``result`` is the run's result: set its outcome, message and counts.
         """
         raise NotImplementedError
 

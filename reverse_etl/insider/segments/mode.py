@@ -22,6 +22,7 @@ of yours: the run then does not wait and the counts arrive there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -36,6 +37,8 @@ from reverse_etl.insider.modes.base import Mode
 from reverse_etl.insider.segments.server import SegmentServer
 from reverse_etl.insider.segments.upload import presigned_s3_url, upload_segment
 from reverse_etl.project.model_sql import ResolvedModel
+from reverse_etl.run.destination import ModelResolver
+from reverse_etl.run.results import SyncResult
 
 STATE_FILE = "segment.json"
 COUNT_KEYS = ("valid_values_count", "invalid_values_count", "total_entered_values")
@@ -55,7 +58,7 @@ class FirstPartySegment(Mode):
         self.tracked = ids  # never committed: the member set's digest lives in segment.json
         self.key_field = ids[0]
 
-    def prepare_model(self, project: Any, model: ResolvedModel) -> ResolvedModel:
+    def prepare_model(self, model: ResolvedModel, resolve: ModelResolver) -> ResolvedModel:
         """The model's distinct values: a value listed twice is one member, not a duplicate key."""
         return ResolvedModel(name=model.name, sql=f"SELECT DISTINCT * FROM ({model.sql}) m", origin=model.origin)
 
@@ -65,9 +68,9 @@ class FirstPartySegment(Mode):
                     "NULL::VARCHAR AS change, NULL::VARCHAR AS op, NULL::VARCHAR AS payload WHERE FALSE")
 
     # ------------------------------------------------------------ delivery
-    def deliver_custom(self, con: duckdb.DuckDBPyConnection, project: Any, state: Any, result: Any) -> None:
+    def deliver_custom(self, con: duckdb.DuckDBPyConnection, state_dir: Path, result: SyncResult) -> None:
         """Upload the members if they changed since the last upload; record Insider's counts."""
-        path = state.path(STATE_FILE)
+        path = state_dir / STATE_FILE
         record: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
         if record.get("pending"):
             # Its receiver ended with its run: the counts can no longer arrive here.
@@ -94,7 +97,8 @@ class FirstPartySegment(Mode):
         # Taken before the first request: a name Insider may have accepted is never reused.
         record["version"] = version
         _write(path, record)
-        callbacks = self._upload(project.config.destination, parts, result)
+        assert self.destination is not None, "mode_for sets the destination"
+        callbacks = self._upload(self.destination, parts, result)
         if callbacks is None:
             record["last"] = {**uploaded, "status": "sent"}
             result.message = f"uploaded {len(parts)} file(s); Insider reports to {self.segment.callback_url}"

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from reverse_etl.errors import ConfigError, DeliveryError
+from reverse_etl.errors import AuthenticationError, ConfigError, DeliveryError, Transient
 from reverse_etl.insider.config import InsiderDestinationConfig
 from reverse_etl.insider.http.responses import parse_retry_after
 
@@ -23,7 +23,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520})
 RETRY_AFTER_CAP = 120.0
 
 
-class _Retry(Exception):
+class _Retry(Transient, Exception):
     """A response worth another attempt (429 or 5xx), with Insider's Retry-After."""
 
     def __init__(self, response: httpx.Response) -> None:
@@ -84,6 +84,8 @@ def upload_segment(destination: InsiderDestinationConfig, body: dict[str, str], 
         return
     if reached and response.status_code == 400 and "already in use" in response.text:
         return  # an earlier attempt registered it
+    if response.status_code in (401, 403):
+        raise AuthenticationError(_refusal(name, response))
     raise DeliveryError(_refusal(name, response))
 
 

@@ -1,0 +1,59 @@
+"""The DuckDB tables the stages of a run hand to each other, and their columns.
+
+They stay DuckDB tables (not Python objects): joins, spills and Parquet copies
+over them are the engine's performance design. A stage reads and writes them by
+these names; the column conventions below are the contract between the diff,
+the destination's mode (which builds ``changes``), delivery and the fold.
+"""
+
+from __future__ import annotations
+
+MODEL_ROWS = "model_rows"
+"""The model's rows as the source returned them (dropped once ``cur_raw`` is built)."""
+
+CURRENT_RAW = "cur_raw"
+"""Every model row: ``key``, the mapped raw columns (``col:<name>``), ``digest`` of the tracked ones."""
+
+PRESENT = "present"
+"""View of ``cur_raw``'s keys: which keys the model still returns."""
+
+SNAPSHOT = "snap"
+"""What the destination acknowledged: ``key``, each tracked field (encoded), ``digest``."""
+
+DELTA_KEYS = "delta_keys"
+"""Keys that are new or whose digest differs from the snapshot's."""
+
+DUPLICATE_KEYS = "dups"
+"""Keys that appear more than once in the model, with their count ``n``."""
+
+CURRENT = "cur"
+"""The rows that matter this run (delta, null or duplicate keys): encoded fields and ``reason``."""
+
+DELTA = "delta"
+"""Valid rows of ``cur`` with their snapshot values: ``s_key`` and ``s:<field>``."""
+
+CHANGES = "changes"
+"""One row per operation, built by the mode: ``row_id``, ``key``, ``change`` (added, changed,
+removed), ``op``, ``payload`` (what is sent, NULL for no request), ``digest``, and per tracked
+field ``v:<field>`` (value the snapshot takes once acknowledged) and ``w:<field>`` (take it?)."""
+
+NEW_SNAPSHOT = "new_snap"
+"""The fold's result: the snapshot after this run's acknowledged operations."""
+
+OLD_REJECTED = "old_rej"
+"""Rows held back by earlier runs (``diff.rejected.REJECTED_COLUMNS``)."""
+
+HELD = "held"
+"""Rows of this run held back after ``max_attempts`` (not sent until they change)."""
+
+OUTCOME = "outcome"
+"""Per ``row_id`` of ``changes`` that was not acknowledged: ``kind`` (rejected, failed), ``reason``."""
+
+ACKED = "acked"
+"""``row_id``s of ``changes`` the destination acknowledged (from the journal)."""
+
+NEW_REJECTED = "new_rej"
+"""Rows held back after this run, with the reason for each."""
+
+ALL_TABLES = (MODEL_ROWS, CURRENT_RAW, PRESENT, SNAPSHOT, DELTA_KEYS, DUPLICATE_KEYS, CURRENT,
+              DELTA, CHANGES, NEW_SNAPSHOT, OLD_REJECTED, HELD, OUTCOME, ACKED, NEW_REJECTED)
