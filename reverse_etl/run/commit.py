@@ -88,7 +88,9 @@ class Committer:
         # Fold into what that run diffed against: the snapshot it read, or nothing
         # for a full resend (whose unacknowledged rows must then go out again).
         base = self.state.path(pending.base_snapshot) if pending.base_snapshot else None
-        if base is not None and base.exists():
+        if base is not None and base.exists() and pending.resend_base:
+            diff.load_resend_snapshot(con, str(base), fields)
+        elif base is not None and base.exists():
             diff.load_snapshot(con, str(base), fields)
         else:
             diff.create_empty_snapshot(con, fields)
