@@ -174,3 +174,21 @@ def test_plan_survives_a_run_replacing_the_snapshot(tmp_path: Path, insider_emul
     run(project)  # commits a new snapshot and deletes the one the reader pinned
     assert not (state.dir / str(meta.snapshot)).exists()
     assert state.snapshot_path() is not None and state.snapshot_path().exists()  # type: ignore[union-attr]
+
+
+def test_appended_arrays_never_get_an_element_twice(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3, options={"append_arrays": True})
+    with project.config() as config:
+        config["destination"]["max_retries"] = 20
+    run(project)
+    insider_emulator.set_faults(drop=0.3, latency_ms=20, seed=3, endpoints=["upsert"])
+    project.sql("UPDATE raw_customers SET tags = ['t1', 'x'] WHERE customer_id = 'u1'")
+    assert run(project).outcome == "success"
+    assert run(project, full_refresh=True).outcome == "success"  # a resend appends nothing known
+    reverse_etl.reset(project.root, "customers", environ=project.env)
+    assert run(project).outcome == "success"
+    insider_emulator.set_faults({})
+    assert insider_emulator.profile(uuid="u1")["attributes"]["custom"]["tags"] == ["t1", "x"]  # type: ignore[index]
+    assert insider_emulator.profile(uuid="u2")["attributes"]["custom"]["tags"] == ["t2"]  # type: ignore[index]
+    upserts = [u for u in sent(insider_emulator, "/api/user/v1/upsert") if u["identifiers"]["uuid"] == "u1"]
+    assert upserts[1]["attributes"]["custom"]["tags"] == ["x"]  # only the missing element

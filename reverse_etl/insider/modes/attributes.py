@@ -82,19 +82,29 @@ class UpsertAttributes(Mode):
         def appeared(f: Field) -> str:  # added by the upsert itself (a kind the profile lacks)
             return f"({known} AND NOT d.resend AND {old(f)} IS NULL AND {cur(f)} IS NOT NULL)"
 
+        def value(f: Field) -> str:
+            # Appended arrays (append_arrays: true) carry only the elements the snapshot
+            # lacks: a resend or a retried change never appends an element twice.
+            if self.not_append:
+                return cur(f)
+            missing = (f"list_filter(CAST(from_json({cur(f)}, '[\"JSON\"]') AS VARCHAR[]), lambda x: NOT "
+                       f"list_contains(CAST(from_json({old(f)}, '[\"JSON\"]') AS VARCHAR[]), x))")
+            return (f"(CASE WHEN starts_with({cur(f)}, '[') AND starts_with({old(f)}, '[') "
+                    f"THEN nullif('[' || array_to_string({missing}, ',') || ']', '[]') ELSE {cur(f)} END)")
+
         id_added = " OR ".join(appeared(f) for f in others) or "FALSE"
         id_moved = " OR ".join(f"{moved(f)} OR {gone(f)}" for f in others) or "FALSE"
-        send = {f.name: f"({cur(f)} IS NOT NULL AND ({in_full} OR {id_added} "
+        send = {f.name: f"({value(f)} IS NOT NULL AND ({in_full} OR {id_added} "
                         f"OR {cur(f)} IS DISTINCT FROM {old(f)}))" for f in attrs}
         clear = {f.name: f"({known} AND {cur(f)} IS NULL AND {old(f)} IS NOT NULL)" for f in attrs}
         any_send = " OR ".join(send.values()) or "FALSE"
         any_clear = " OR ".join(clear.values()) or "FALSE"
-        upsert = payloads.upsert_user_json(ids, attrs, cur, lambda f: f"CASE WHEN {send[f.name]} THEN {cur(f)} END",
+        upsert = payloads.upsert_user_json(ids, attrs, cur, lambda f: f"CASE WHEN {send[f.name]} THEN {value(f)} END",
                                            not_append=self.not_append)
         # Added rows need no comparison: every non-null attribute is sent (the cheap
         # branch, which a first run over millions of rows takes for all of them).
-        upsert_new = payloads.upsert_user_json(ids, attrs, cur, cur, not_append=self.not_append)
-        any_value = " OR ".join(f"{cur(f)} IS NOT NULL" for f in attrs) or "FALSE"
+        upsert_new = payloads.upsert_user_json(ids, attrs, cur, value, not_append=self.not_append)
+        any_value = " OR ".join(f"{value(f)} IS NOT NULL" for f in attrs) or "FALSE"
         clear_payload = payloads.attribute_delete_json(ids, cur, attrs, lambda f: clear[f.name])
         moving = {f.name for f in others}
 
