@@ -59,8 +59,10 @@ class Committer:
                         "(FORMAT parquet, COMPRESSION zstd)")
             rows = scalar(con, "SELECT count(*) FROM new_snap")
         con.execute(f"COPY new_rej TO {literal(str(self.state.path(rej_name)))} (FORMAT parquet)")
+        # A kept snapshot keeps its checksum (verified at load): no second pass over it.
+        kept = {snap_name: previous.checksums[snap_name]} if keep_snapshot and snap_name in previous.checksums else {}
         meta = Meta(fingerprint=fingerprint, snapshot=snap_name, rejected=rej_name,
-                    folded_run=run_id, rows=rows)
+                    folded_run=run_id, rows=rows, checksums=kept)
         self.state.commit(meta)
         return meta
 
