@@ -109,10 +109,16 @@ def rejected_rows(project_dir: str | Path, sync: str, limit: int = 50,
     return table.num_rows, rows
 
 
-def reset(project_dir: str | Path, sync: str, *, environ: Mapping[str, str] | None = None) -> bool:
-    """Forget a sync's snapshot and rejected rows: its next run resends everything."""
+def reset(project_dir: str | Path, sync: str, *, environ: Mapping[str, str] | None = None,
+          forget_everything: bool = False) -> str | None:
+    """Forget a sync's snapshot and rejected rows: its next run resends everything.
+
+    The snapshot is kept aside as knowledge, so that resend still deletes values
+    that became NULL and applies ``on_removed`` to users who left, unless
+    ``forget_everything``. Returns what the next run will do (None: there was no state).
+    """
     project = load_project(project_dir, environ)
     find_sync(project, sync)
     state = SyncState(project.state_dir, sync)
     with state.lock():
-        return state.reset()
+        return state.reset(forget_everything=forget_everything)

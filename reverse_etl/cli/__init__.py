@@ -181,14 +181,16 @@ def rejected(ctx: click.Context, sync: str, limit: int, as_json: bool) -> None:
 @main.command()
 @click.argument("sync")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--forget-everything", is_flag=True,
+              help="Also forget the snapshot kept aside: NULLs and users who left are then never cleared.")
 @click.pass_context
 @handle_errors
-def reset(ctx: click.Context, sync: str, yes: bool) -> None:
+def reset(ctx: click.Context, sync: str, yes: bool, forget_everything: bool) -> None:
     """Forget a sync's snapshot: its next run resends every row."""
     if not yes and sys.stdin.isatty():
         click.confirm(f"Forget the snapshot of {sync!r}? The next run resends every row", abort=True)
-    existed = api.reset(_project(ctx), sync)
-    click.echo(f"{sync}: snapshot forgotten" if existed else f"{sync}: had no state")
+    done = api.reset(_project(ctx), sync, forget_everything=forget_everything)
+    click.echo(f"{sync}: {done}" if done else f"{sync}: had no state")
 
 
 @main.command()

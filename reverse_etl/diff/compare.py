@@ -28,6 +28,9 @@ from reverse_etl.diff.fields import EncodedField, Field
 from reverse_etl.diff.sqltext import ident, literal
 
 AUTO_ACKED_OPS = ("noop", "forget")
+RESEND_DIGEST = "full-resend"
+"""Digest of a snapshot row kept only as knowledge for a full resend: it never equals
+a row's md5, so every such key is diffed again and (``delta.resend``) sent in full."""
 DROP_OPS = ("forget", "delete_user", "remove_clear")
 
 
@@ -139,6 +142,24 @@ def load_snapshot(con: duckdb.DuckDBPyConnection, path: str, fields: Sequence[Fi
     con.execute(f"CREATE VIEW snap AS SELECT key, {columns}, digest FROM read_parquet({literal(path)})")
 
 
+def load_resend_snapshot(con: duckdb.DuckDBPyConnection, path: str, fields: Sequence[Field]) -> None:
+    """``snap`` for a full resend that still reconciles: an earlier snapshot as knowledge.
+
+    The earlier snapshot may have been made under another mapping: its columns are
+    projected onto ``fields`` (a field it lacks is NULL: nothing to clear), and every
+    digest is :data:`RESEND_DIGEST`, so every current row is in the delta and marked
+    ``resend`` (sent in full) while values that became NULL and keys that left the
+    model are still seen against what Insider acknowledged.
+    """
+    have = {name for name, *_ in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({literal(path)})").fetchall()}
+    columns = ", ".join((ident(f.name) if f.name in have else "NULL::VARCHAR") + " AS " + ident(f.name)
+                        for f in fields)
+    _drop_snap(con)
+    con.execute(f"CREATE VIEW snap AS SELECT key{', ' + columns if columns else ''}, "
+                f"{literal(RESEND_DIGEST)} AS digest FROM read_parquet({literal(path)})")
+
+
 def replace_snapshot(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Make ``table`` (e.g. a folded ``new_snap``) the ``snap`` the diff compares against."""
     _drop_snap(con)
@@ -148,13 +169,15 @@ def replace_snapshot(con: duckdb.DuckDBPyConnection, table: str) -> None:
 def create_delta(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field]) -> None:
     """``delta``: valid rows of ``cur`` that are new or changed, with their snapshot values.
 
-    Columns: the current fields, ``digest``, ``s_key`` and ``s:<field>`` (tracked
-    snapshot values).
+    Columns: the current fields, ``digest``, ``s_key``, ``s:<field>`` (tracked
+    snapshot values) and ``resend`` (the snapshot row is only knowledge kept for a
+    full resend: send the row in full, see :func:`load_resend_snapshot`).
     """
     snap_cols = ", ".join(f"s.{ident(f.name)} AS {ident('s:' + f.name)}" for f in tracked)
     con.execute(f"""
         CREATE OR REPLACE TABLE delta AS
-        SELECT c.*, s.key AS s_key{", " + snap_cols if snap_cols else ""}
+        SELECT c.*, s.key AS s_key{", " + snap_cols if snap_cols else ""},
+          coalesce(s.digest = {literal(RESEND_DIGEST)}, FALSE) AS resend
         FROM cur c LEFT JOIN snap s ON s.key = c.key
         WHERE c.reason IS NULL AND EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)
     """)
@@ -174,6 +197,8 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     it again. ``with_delta`` (a normal run) also refreshes the digest of delta rows
     that needed no operation; without it (crash recovery) only ``changes`` counts.
     Pruned rows (``prune_sql``) are dropped only once they have left the model.
+    A key still marked :data:`RESEND_DIGEST` stays so until its full resend is
+    acknowledged (a crashed or rejected resend is finished by a later run).
     """
     def w(f: Field) -> str:
         return ident("w:" + f.name)
@@ -219,6 +244,7 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
         SELECT * FROM (
           SELECT coalesce(s.key, m.key, f.key) AS key{sep}{final_cols},
             CASE WHEN f.key IS NOT NULL THEN f.digest
+                 WHEN t.key IS NOT NULL AND s.digest = {literal(RESEND_DIGEST)} THEN s.digest
                  WHEN t.key IS NOT NULL THEN NULL
                  ELSE s.digest END AS digest
           FROM snap s

@@ -55,5 +55,9 @@ ACKED = "acked"
 NEW_REJECTED = "new_rej"
 """Rows held back after this run, with the reason for each."""
 
+IDENTITY_CONFLICTS = "id_conflicts"
+"""Made by a mode before ``cur``: ``key``, ``reason`` for rows sharing a non-key identifier value
+(the destination would merge them into one user)."""
+
 ALL_TABLES = (MODEL_ROWS, CURRENT_RAW, PRESENT, SNAPSHOT, DELTA_KEYS, DUPLICATE_KEYS, CURRENT,
-              DELTA, CHANGES, NEW_SNAPSHOT, OLD_REJECTED, HELD, OUTCOME, ACKED, NEW_REJECTED)
+              DELTA, CHANGES, NEW_SNAPSHOT, OLD_REJECTED, HELD, OUTCOME, ACKED, NEW_REJECTED, IDENTITY_CONFLICTS)

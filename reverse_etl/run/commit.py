@@ -59,8 +59,10 @@ class Committer:
                         "(FORMAT parquet, COMPRESSION zstd)")
             rows = scalar(con, "SELECT count(*) FROM new_snap")
         con.execute(f"COPY new_rej TO {literal(str(self.state.path(rej_name)))} (FORMAT parquet)")
+        # A kept snapshot keeps its checksum (verified at load): no second pass over it.
+        kept = {snap_name: previous.checksums[snap_name]} if keep_snapshot and snap_name in previous.checksums else {}
         meta = Meta(fingerprint=fingerprint, snapshot=snap_name, rejected=rej_name,
-                    folded_run=run_id, rows=rows)
+                    folded_run=run_id, rows=rows, checksums=kept)
         self.state.commit(meta)
         return meta
 
@@ -88,7 +90,9 @@ class Committer:
         # Fold into what that run diffed against: the snapshot it read, or nothing
         # for a full resend (whose unacknowledged rows must then go out again).
         base = self.state.path(pending.base_snapshot) if pending.base_snapshot else None
-        if base is not None and base.exists():
+        if base is not None and base.exists() and pending.resend_base:
+            diff.load_resend_snapshot(con, str(base), fields)
+        elif base is not None and base.exists():
             diff.load_snapshot(con, str(base), fields)
         else:
             diff.create_empty_snapshot(con, fields)

@@ -85,6 +85,9 @@ class SyncMode(Protocol):
     tracked: list[Field]
     columns_only: list[Field]
     custom_delivery: bool
+    reconciles_resend: bool
+    """True: a full resend is diffed against the last acknowledged snapshot (NULLs deleted,
+    removed keys get ``on_removed``) instead of against nothing."""
 
     @property
     def key_label(self) -> str: ...

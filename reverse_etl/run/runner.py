@@ -24,6 +24,7 @@ from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
 from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model
 from reverse_etl.project.config import StateConfig
 from reverse_etl.project.model_sql import ResolvedModel
+from reverse_etl.run.baseline import load_baseline
 from reverse_etl.run.commit import Committer
 from reverse_etl.run.delivery import deliver_changes
 from reverse_etl.run.destination import ModelResolver, Sender, SyncMode, SyncSpec
@@ -135,10 +136,12 @@ class SyncRunner:
             # The change set is on disk before the first request: a crash can be folded later.
             # Payloads stay out: folding needs only keys, operations and values.
             con.execute(f"COPY (SELECT * EXCLUDE (payload) FROM changes) TO {literal(str(pending_path))} (FORMAT parquet)")
-            # A full resend diffed against nothing: recovery must fold into nothing too.
-            base = None if result.full_resend_reason else self.state.meta().snapshot
+            # Recovery folds into what this run diffed against (nothing, or resend knowledge).
             self.state.begin_pending(Pending(run_id=result.run_id, fingerprint=self.fingerprint,
-                                             fields=[f.name for f in self.tracked], base_snapshot=base))
+                                             fields=[f.name for f in self.tracked],
+                                             base_snapshot=self.baseline.snapshot,
+                                             resend_base=self.baseline.resend))
+
         def progress(done: int, total: int) -> None:
             self.hooks.emit(RowsSent(sync=result.sync, run_id=result.run_id, done=done, total=total))
 
@@ -201,24 +204,10 @@ class SyncRunner:
         diff.create_current_raw(con, source_table, mode.key_sql(source_column, source_text),
                                 sorted(set(columns.values())), [source_text(f) for f in self.tracked])
         con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # everything needed is in cur_raw now
-        meta = self.state.meta()
-        snapshot = self.state.snapshot_path()
-        if full_refresh:
-            result.full_resend_reason = "--full-refresh"
-        elif snapshot is None:
-            result.full_resend_reason = "first run" if meta.fingerprint is None else "snapshot missing"
-        elif meta.fingerprint != self.fingerprint:
-            result.full_resend_reason = "the sync's mapping or model changed since the last run"
-        if result.full_resend_reason or snapshot is None:
-            diff.create_empty_snapshot(con, self.tracked)
-        else:
-            diff.load_snapshot(con, str(snapshot), self.tracked)
-            if fold_pending and self.state.pending() is not None:
-                # plan shows what a run would do, including finishing a crashed run.
-                pending = self.state.pending()
-                assert pending is not None
-                self.committer.fold_pending(con, pending)
-                diff.replace_snapshot(con, "new_snap")
+        self.baseline = load_baseline(con, self.state, self.committer, self.tracked, self.fingerprint,
+                                      full_refresh=full_refresh, reconcile=self.mode.reconciles_resend,
+                                      plan=fold_pending)
+        result.full_resend_reason = self.baseline.reason
         # Pass 2, over new and changed rows only: encode, validate, compare field by field.
         diff.create_delta_keys(con)
         encoded = {f.name: mode.encode(f, raw + columns[f.name] if f.name in columns else None,

@@ -2,8 +2,10 @@
 
 Layout of ``<state>/<sync>/``::
 
-    meta.json              which snapshot/rejected files are current, and the
-                           fingerprint of the mapping they were made under
+    meta.json              which snapshot/rejected files are current, the
+                           fingerprint of the mapping they were made under, their
+                           sha256 checksums, and (after a reset) the snapshot
+                           kept as ``previous`` knowledge for the next full resend
     snapshot-<run>.parquet per key, the encoded values Insider acknowledged
     rejected-<run>.parquet rows held back, with Insider's (or our) reason
     pending.json           the run whose change set is being delivered
@@ -19,14 +21,16 @@ the new state, never a mix.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from reverse_etl.errors import StateError
 from reverse_etl.state.lock import SyncLock
 
 
@@ -39,6 +43,11 @@ class Meta:
     rejected: str | None = None
     folded_run: str | None = None
     rows: int = 0
+    previous: str | None = None
+    """A snapshot kept by ``reset`` (not current): knowledge for the next full resend,
+    which deletes values that became NULL and applies ``on_removed`` to keys that left."""
+    checksums: dict[str, str] = field(default_factory=dict)
+    """sha256 of each file named above (a truncated or corrupted file is detected)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class Pending:
     fields: list[str]
     base_snapshot: str | None = None
     """The snapshot file the change set was diffed against (None: a full resend)."""
+    resend_base: bool = False
+    """``base_snapshot`` was only knowledge for a full resend (see ``compare.load_resend_snapshot``)."""
 
 
 class SyncState:
@@ -58,6 +69,9 @@ class SyncState:
     def __init__(self, state_dir: Path, sync_name: str) -> None:
         self.dir = state_dir / sync_name
         self.sync_name = sync_name
+        self._pinned: Meta | None = None
+        self._pinned_pending: Pending | None = None
+        self._copies: dict[str, Path] = {}
 
     # ------------------------------------------------------------- paths
     @property
@@ -70,37 +84,121 @@ class SyncState:
         return SyncLock(self.dir / "lock", self.sync_name)
 
     def path(self, name: str) -> Path:
-        """A file in the state directory."""
-        return self.dir / name
-
-    def pending_paths(self, run_id: str) -> tuple[Path, Path]:
-        """(change set parquet, journal) of a run."""
-        return self.dir / f"pending-{run_id}.parquet", self.dir / f"journal-{run_id}.jsonl"
+        """A file in the state directory (or its private copy, once :meth:`pin` took one)."""
+        return self._copies.get(name) or self.dir / name
 
     # -------------------------------------------------------------- meta
     def meta(self) -> Meta:
-        """Current meta.json (empty when the sync never committed)."""
+        """Current meta.json (empty when the sync never committed; the pinned one, if pinned)."""
+        if self._pinned is not None:
+            return self._pinned
         path = self.dir / "meta.json"
-        if not path.exists():
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
             return Meta()
-        return Meta(**orjson.loads(path.read_bytes()))
+        try:
+            raw = orjson.loads(data)
+            return Meta(**raw)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise StateError(f"{path} is corrupted ({exc.__class__.__name__}); recover with "
+                             f"`reverse-etl reset {self.sync_name} --forget-everything` "
+                             "(the next run resends every row)") from exc
+
+    def _read_meta_quietly(self) -> Meta | None:
+        try:
+            return self.meta()
+        except StateError:
+            return None
+
+    def meta_missing(self) -> bool:
+        """True when snapshot files exist but no meta.json names them (meta.json was lost)."""
+        return not (self.dir / "meta.json").exists() and any(self.dir.glob("snapshot-*.parquet"))
+
+    def orphan_snapshot(self) -> Path | None:
+        """The newest snapshot file in the directory (meta.json lost): knowledge, not truth."""
+        found = sorted(self.dir.glob("snapshot-*.parquet"))
+        return found[-1] if found else None
 
     def snapshot_path(self) -> Path | None:
         """The current snapshot file, if any."""
         name = self.meta().snapshot
-        return self.dir / name if name else None
+        return self.path(name) if name else None
 
     def rejected_path(self) -> Path | None:
         """The current rejected-rows file, if any."""
         name = self.meta().rejected
-        return self.dir / name if name else None
+        return self.path(name) if name else None
+
+    def verify(self, meta: Meta, names: tuple[str | None, ...] | None = None) -> None:
+        """Raise :class:`StateError` (one line: the file, the recovery command) if a file
+        named by ``meta`` is missing, truncated or corrupted (its sha256 differs)."""
+        for name in names if names is not None else (meta.snapshot, meta.rejected, meta.previous):
+            if not name:
+                continue
+            path = self.path(name)
+            expected = meta.checksums.get(name)
+            if not path.exists():
+                continue  # a missing snapshot is a full resend; the caller decides
+            if expected is not None and file_sha256(path) != expected:
+                raise StateError(
+                    f"state file {self.dir / name} is truncated or corrupted (checksum mismatch); "
+                    f"recover with `reverse-etl reset {self.sync_name} --forget-everything` "
+                    "(the next run resends every row but cannot clear NULLs or users who left)")
+
+    def pin(self, into: Path, attempts: int = 5) -> Meta:
+        """Read the state once, for a reader without the lock (``plan``).
+
+        The files meta.json names are hard-linked (or copied) into ``into``, so a run
+        that commits meanwhile and deletes them cannot break the reader; should a file
+        vanish between reading meta.json and linking it, meta.json is read again.
+        """
+        for _ in range(attempts):
+            self._pinned, self._copies = None, {}
+            meta = self.meta()
+            names = [n for n in (meta.snapshot, meta.rejected, meta.previous) if n]
+            pending = self.pending()
+            if pending is not None:
+                names += [p.name for p in self.pending_paths(pending.run_id)]
+                if pending.base_snapshot:
+                    names.append(pending.base_snapshot)
+            copies: dict[str, Path] = {}
+            missing = False
+            for name in dict.fromkeys(names):
+                target = into / f"pinned-{name}"
+                try:
+                    try:
+                        os.link(self.dir / name, target)
+                    except FileNotFoundError:
+                        raise
+                    except OSError:
+                        shutil.copyfile(self.dir / name, target)
+                except FileNotFoundError:
+                    missing = True
+                    continue
+                copies[name] = target
+            if missing and self._read_meta_quietly() != meta:
+                continue  # a run committed meanwhile: read its state instead
+            self._copies = copies
+            self._pinned = meta
+            self._pinned_pending = pending
+            return meta
+        raise StateError(f"sync {self.sync_name!r}: its state kept changing while it was read; try again")
 
     def pending(self) -> Pending | None:
         """The change set left by an unfinished run, if any."""
+        if self._pinned is not None:
+            return self._pinned_pending
         path = self.dir / "pending.json"
-        if not path.exists():
+        try:
+            return Pending(**orjson.loads(path.read_bytes()))
+        except FileNotFoundError:
             return None
-        return Pending(**orjson.loads(path.read_bytes()))
+
+    def pending_paths(self, run_id: str) -> tuple[Path, Path]:
+        """(change set parquet, journal) of a run."""
+        names = f"pending-{run_id}.parquet", f"journal-{run_id}.jsonl"
+        return self.path(names[0]), self.path(names[1])
 
     # ----------------------------------------------------------- updates
     def prepare(self) -> None:
@@ -112,10 +210,17 @@ class SyncState:
         _write_atomic(self.dir / "pending.json", orjson.dumps(pending.__dict__))
 
     def commit(self, meta: Meta) -> None:
-        """Make ``meta`` current, then drop files no longer named by it."""
-        for name in (meta.snapshot, meta.rejected):
+        """Make ``meta`` current, then drop files no longer named by it.
+
+        The checksums of the files it names are recorded in it (kept for a file
+        that was not rewritten, computed for a new one).
+        """
+        checksums = {}
+        for name in (meta.snapshot, meta.rejected, meta.previous):
             if name:
                 _fsync_file(self.dir / name)
+                checksums[name] = meta.checksums.get(name) or file_sha256(self.dir / name)
+        meta = replace(meta, checksums=checksums)
         _write_atomic(self.dir / "meta.json", orjson.dumps(meta.__dict__))
         self.clear_pending()
         self._remove_unreferenced(meta)
@@ -128,21 +233,48 @@ class SyncState:
         for path in self.dir.glob("journal-*.jsonl"):
             path.unlink(missing_ok=True)
 
-    def reset(self) -> bool:
-        """Delete all state of the sync; True when there was some."""
-        existed = self.dir.exists()
-        if existed:
-            for child in self.dir.iterdir():
-                if child.name == "lock":
-                    continue
-                if child.is_dir():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-        return existed
+    def reset(self, *, forget_everything: bool = False) -> str | None:
+        """Forget the sync's snapshot: the next run resends every row.
+
+        Unless ``forget_everything``, the snapshot is kept aside as ``previous``
+        (meta.json), so that resend still deletes values that became NULL and applies
+        ``on_removed`` to users who left the model. Returns what the next run will do
+        (None when there was no state).
+        """
+        if not self.dir.exists():
+            return None
+        keep: str | None = None
+        if not forget_everything:
+            try:
+                meta = self.meta()
+            except StateError:
+                meta = Meta()
+            candidate = meta.snapshot or meta.previous
+            if candidate and (self.dir / candidate).exists():
+                try:
+                    self.verify(meta, (candidate,))
+                    keep = candidate
+                except StateError:
+                    keep = None
+        for child in self.dir.iterdir():
+            if child.name in ("lock", keep):
+                continue
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        if keep is not None:
+            _write_atomic(self.dir / "meta.json", orjson.dumps(Meta(previous=keep, checksums={
+                keep: file_sha256(self.dir / keep)}).__dict__))
+            return ("snapshot kept aside: the next run resends every row, deletes values that became "
+                    "NULL and applies on_removed to users who left the model")
+        # A marker, so the next run says why nothing is known (not a "first run").
+        _write_atomic(self.dir / "meta.json", orjson.dumps(Meta(folded_run="reset --forget-everything").__dict__))
+        return ("everything forgotten: the next run resends every row; values that became NULL and "
+                "users who left cannot be cleared")
 
     def _remove_unreferenced(self, meta: Meta) -> None:
-        keep = {meta.snapshot, meta.rejected}
+        keep = {meta.snapshot, meta.rejected, meta.previous}
         for pattern in ("snapshot-*.parquet", "rejected-*.parquet"):
             for path in self.dir.glob(pattern):
                 if path.name not in keep:
@@ -170,6 +302,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -7,6 +7,8 @@ request"}`` style (400). Emulator choices on undocumented points:
 - an identifier that matches no user (identity PATCH/DELETE, user delete,
   anonymize) answers 404 ``{"error":"no such user for these identifiers: no data"}``
   — the body Insider documents for anonymize, used for all four;
+- identity PATCH with old equal to new: 400 ``{"error":"identifier values are the same:
+  bad request"}`` (documented by Insider), checked before the user is looked up;
 - identity PATCH to a value another user holds: 400 ``{"error":"the new identifier
   already belongs to another user: bad request"}``;
 - unknown top-level fields, an empty ``users`` array and a non-JSON content type
@@ -150,10 +152,12 @@ class UcdApi:
         allowed = ("old_identifier", "new_identifier")
         old = self._identifiers(body, "old_identifier", allowed)
         new = self._identifiers(body, "new_identifier", allowed)
-        old_kind, _ = self._single(old, "old_identifier")
+        old_kind, old_value = self._single(old, "old_identifier")
         new_kind, new_value = self._single(new, "new_identifier")
         if old_kind != new_kind:
             raise bad_request("old_identifier and new_identifier must have the same type")
+        if old_value == new_value:
+            raise bad_request("identifier values are the same")
         with self.state.lock:
             profile = self._profile(old)
             problem = self.state.store.update_identity(profile, new_kind, new_value)

@@ -7,13 +7,14 @@ only the changed ones; an attribute that became NULL is removed at Insider
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import duckdb
 
+from reverse_etl.diff.sqltext import ident, literal
 from reverse_etl.insider import payloads
 from reverse_etl.insider.config import SyncConfig
-from reverse_etl.insider.fields import attribute_fields, identifier_fields
+from reverse_etl.insider.fields import Field, attribute_fields, identifier_fields
 from reverse_etl.insider.modes.base import (
     Delivery,
     Mode,
@@ -28,11 +29,22 @@ from reverse_etl.insider.modes.base import (
 
 
 class UpsertAttributes(Mode):
-    """``operation: upsert`` (and ``replace_attributes``: arrays always replaced)."""
+    """``operation: upsert`` (and ``replace_attributes``: arrays always replaced).
+
+    Identifiers never change through an upsert (Insider ignores a new value for a
+    kind a profile already holds): a changed non-key identifier goes through the
+    identity update (one request per user and kind, old value from the snapshot,
+    new from the model), one that became NULL through the identity delete. A
+    changed key is a different key: a removal plus an addition. Rows that would be
+    unified at Insider (one email, phone or custom identifier under two keys) are
+    rejected rows naming both keys.
+    """
 
     deliveries: Sequence[Delivery] = (
+        (("identity_update",), "IDENTITY_UPDATE"), (("identity_delete",), "IDENTITY_DELETE"),
         (("upsert",), "UPSERT"), (("clear", "remove_clear"), "ATTRIBUTE_DELETE"),
         (("delete_user",), "USER_DELETE"))
+    reconciles_resend = True
 
     def __init__(self, sync: SyncConfig) -> None:
         super().__init__(sync)
@@ -42,44 +54,99 @@ class UpsertAttributes(Mode):
         self.key_field = ids[0]  # uuid first, then email, phone, custom: the most stable identity
         self.not_append = sync.operation == "replace_attributes" or not sync.options.append_arrays
 
+    # ------------------------------------------------------ identity conflicts
+    def prepare(self, con: duckdb.DuckDBPyConnection, source_table: str, columns: dict[str, str]) -> str:
+        """Also ``id_conflicts`` (key, reason): rows sharing a non-key identifier value."""
+        conflicts_sql(con, source_table, columns, self.ids)
+        return source_table
+
+    def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
+                    value_of: Callable[[Field], str]) -> list[str]:
+        """An identity conflict (see :func:`conflicts_sql`) makes a row invalid."""
+        return ["(SELECT r.reason FROM id_conflicts r WHERE r.key = c.key)"]
+
+    # ------------------------------------------------------------- changes
     def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
         ids, attrs = self.ids, self.attrs
-        ident_changed = "(d.s_key IS NOT NULL AND (" + " OR ".join(
-            f"{cur(f)} IS DISTINCT FROM {old(f)}" for f in ids) + "))"
-        send = {f.name: f"({cur(f)} IS NOT NULL AND (d.s_key IS NULL OR {ident_changed} "
+        others = ids[1:]  # the key identifier cannot change: another value is another key
+        known = "(d.s_key IS NOT NULL)"
+        in_full = "(d.s_key IS NULL OR d.resend)"  # new, or a full resend: send every value
+        change = f"CASE WHEN {in_full} THEN 'added' ELSE 'changed' END"
+
+        def moved(f: Field) -> str:  # an identifier value Insider holds, and another one now
+            return f"({known} AND {old(f)} IS NOT NULL AND {cur(f)} IS NOT NULL AND {cur(f)} <> {old(f)})"
+
+        def gone(f: Field) -> str:
+            return f"({known} AND {old(f)} IS NOT NULL AND {cur(f)} IS NULL)"
+
+        def appeared(f: Field) -> str:  # added by the upsert itself (a kind the profile lacks)
+            return f"({known} AND NOT d.resend AND {old(f)} IS NULL AND {cur(f)} IS NOT NULL)"
+
+        def value(f: Field) -> str:
+            # Appended arrays (append_arrays: true) carry only the elements the snapshot
+            # lacks: a resend or a retried change never appends an element twice.
+            if self.not_append:
+                return cur(f)
+            missing = (f"list_filter(CAST(from_json({cur(f)}, '[\"JSON\"]') AS VARCHAR[]), lambda x: NOT "
+                       f"list_contains(CAST(from_json({old(f)}, '[\"JSON\"]') AS VARCHAR[]), x))")
+            return (f"(CASE WHEN starts_with({cur(f)}, '[') AND starts_with({old(f)}, '[') "
+                    f"THEN nullif('[' || array_to_string({missing}, ',') || ']', '[]') ELSE {cur(f)} END)")
+
+        id_added = " OR ".join(appeared(f) for f in others) or "FALSE"
+        id_moved = " OR ".join(f"{moved(f)} OR {gone(f)}" for f in others) or "FALSE"
+        send = {f.name: f"({value(f)} IS NOT NULL AND ({in_full} OR {id_added} "
                         f"OR {cur(f)} IS DISTINCT FROM {old(f)}))" for f in attrs}
-        clear = {f.name: f"(d.s_key IS NOT NULL AND {cur(f)} IS NULL AND {old(f)} IS NOT NULL)" for f in attrs}
+        clear = {f.name: f"({known} AND {cur(f)} IS NULL AND {old(f)} IS NOT NULL)" for f in attrs}
         any_send = " OR ".join(send.values()) or "FALSE"
         any_clear = " OR ".join(clear.values()) or "FALSE"
-        upsert = payloads.upsert_user_json(ids, attrs, cur, lambda f: f"CASE WHEN {send[f.name]} THEN {cur(f)} END",
+        upsert = payloads.upsert_user_json(ids, attrs, cur, lambda f: f"CASE WHEN {send[f.name]} THEN {value(f)} END",
                                            not_append=self.not_append)
         # Added rows need no comparison: every non-null attribute is sent (the cheap
         # branch, which a first run over millions of rows takes for all of them).
-        upsert_new = payloads.upsert_user_json(ids, attrs, cur, cur, not_append=self.not_append)
-        any_value = " OR ".join(f"{cur(f)} IS NOT NULL" for f in attrs) or "FALSE"
+        upsert_new = payloads.upsert_user_json(ids, attrs, cur, value, not_append=self.not_append)
+        any_value = " OR ".join(f"{value(f)} IS NOT NULL" for f in attrs) or "FALSE"
         clear_payload = payloads.attribute_delete_json(ids, cur, attrs, lambda f: clear[f.name])
-        write_current = writes(self.tracked, cur, lambda f: f"({cur(f)} IS NOT NULL)")
-        con.execute(numbered(f"""
+        moving = {f.name for f in others}
+
+        def upsert_writes(sent: str) -> str:
+            # An identifier the identity update or delete moves is written by that
+            # operation alone; one the upsert adds only if the upsert is sent.
+            def write(f: Field) -> str:
+                if f.name not in moving:
+                    return f"({cur(f)} IS NOT NULL)"
+                return f"({cur(f)} IS NOT NULL AND NOT {moved(f)} AND (NOT {appeared(f)} OR {sent}))"
+            return writes(self.tracked, cur, write)
+
+        ops = [f"""
           SELECT d.key, 'added' AS change,
                  CASE WHEN {any_value} THEN 'upsert' ELSE 'noop' END AS op,
-                 CASE WHEN {any_value} THEN {upsert_new} END AS payload, {write_current}
+                 CASE WHEN {any_value} THEN {upsert_new} END AS payload, {upsert_writes(any_value)}
           FROM delta d
-          WHERE d.s_key IS NULL
-          UNION ALL
+          WHERE {in_full}""", f"""
           SELECT d.key, 'changed' AS change,
                  CASE WHEN {any_send} THEN 'upsert' ELSE 'noop' END AS op,
-                 CASE WHEN {any_send} THEN {upsert} END AS payload, {write_current}
+                 CASE WHEN {any_send} THEN {upsert} END AS payload, {upsert_writes(any_send)}
           FROM delta d
-          WHERE d.s_key IS NOT NULL AND ({ident_changed} OR {any_send})
-          UNION ALL
-          SELECT d.key, 'changed' AS change, 'clear' AS op, {clear_payload} AS payload,
+          WHERE NOT {in_full} AND ({id_added} OR {id_moved} OR {any_send})""", f"""
+          SELECT d.key, {change} AS change, 'clear' AS op, {clear_payload} AS payload,
                  {writes(self.tracked, lambda f: "NULL::VARCHAR",
                          lambda f: clear[f.name] if f.group == "attributes" else "FALSE")}
           FROM delta d
-          WHERE {any_clear}
-          UNION ALL
-          {self._removed()}
-        """))
+          WHERE {any_clear}"""]
+        for f in others:
+            body = ("'{\"old_identifier\":' || " + payloads.identifiers_json([f], old)
+                    + " || ',\"new_identifier\":' || " + payloads.identifiers_json([f], cur) + " || '}'")
+            ops.append(f"""
+          SELECT d.key, {change} AS change, 'identity_update' AS op, {body} AS payload,
+                 {writes(self.tracked, cur, _only(f))}
+          FROM delta d WHERE {moved(f)}""")
+            ops.append(f"""
+          SELECT d.key, {change} AS change, 'identity_delete' AS op,
+                 {payloads.identifiers_body_json([f], old)} AS payload,
+                 {writes(self.tracked, lambda g: "NULL::VARCHAR", _only(f))}
+          FROM delta d WHERE {gone(f)}""")
+        ops.append(self._removed())
+        con.execute(numbered(" UNION ALL ".join(ops)))
 
     def _removed(self) -> str:
         on_removed = self.sync.on_removed
@@ -91,6 +158,44 @@ class UpsertAttributes(Mode):
             return removed_rows(self.tracked, f"CASE WHEN {any_attr} THEN 'remove_clear' ELSE 'forget' END",
                                 f"CASE WHEN {any_attr} THEN {body} END")
         return removed_rows(self.tracked)
+
+
+def _only(field: Field) -> Callable[[Field], str]:
+    """A ``w:`` condition writing ``field`` alone."""
+    return lambda g: "TRUE" if g.name == field.name else "FALSE"
+
+
+def conflicts_sql(con: duckdb.DuckDBPyConnection, source_table: str, columns: dict[str, str],
+                  ids: Sequence[Field]) -> None:
+    """``id_conflicts`` (key, reason): rows whose email, phone or custom identifier value
+    is also on a row with another key. Insider would unify them into one user, so
+    neither is sent; the reason names the keys. One aggregation per identifier."""
+    actual = {name.lower(): name for name in columns}
+
+    def text(column: str) -> str:
+        return f"nullif(trim(CAST({ident(column)} AS VARCHAR)), '')"
+
+    key_col = actual.get((ids[0].column or "").lower()) if ids else None
+    parts = []
+    for f in ids[1:]:
+        col = actual.get((f.column or "").lower())
+        if key_col is None or col is None:
+            continue
+        parts.append(f"""
+            SELECT k AS key, {literal(f.label + '=')} || v || ' is shared by keys '
+                   || array_to_string(list_sort(list_distinct(keys))[1:5], ', ')
+                   || CASE WHEN len(list_distinct(keys)) > 5 THEN ', ...' ELSE '' END AS reason
+            FROM (SELECT v, list(k) AS keys FROM (
+                    SELECT DISTINCT {text(key_col)} AS k, {text(col)} AS v FROM {source_table}
+                    WHERE {text(col)} IS NOT NULL AND {text(key_col)} IS NOT NULL) t
+                  GROUP BY v HAVING count(*) > 1) g, unnest(g.keys) AS u(k)""")
+    body = " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS key, NULL::VARCHAR AS reason WHERE FALSE"
+    con.execute(f"""
+        CREATE OR REPLACE TABLE id_conflicts AS
+        SELECT key, 'identity conflict: ' || string_agg(reason, '; ' ORDER BY reason)
+               || '; Insider would merge them into one user' AS reason
+        FROM ({body}) x GROUP BY key
+    """)
 
 
 class DeleteAttributes(Mode):

@@ -77,7 +77,8 @@ class AudienceUpsert(UpsertAttributes):
         else:
             audience_ops = ((("audience_enter",), "UPSERT"),
                             (("clear", "remove_clear", "audience_exit"), "ATTRIBUTE_DELETE"))
-        self.deliveries = ((("upsert",), "UPSERT"), *audience_ops, (("delete_user",), "USER_DELETE"))
+        self.deliveries = ((("identity_update",), "IDENTITY_UPDATE"), (("identity_delete",), "IDENTITY_DELETE"),
+                           (("upsert",), "UPSERT"), *audience_ops, (("delete_user",), "USER_DELETE"))
 
     # ------------------------------------------------------------ the model
     def prepare_model(self, model: ResolvedModel, resolve: ModelResolver) -> ResolvedModel:

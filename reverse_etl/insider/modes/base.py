@@ -124,6 +124,11 @@ class Mode(ABC):
         """
         return model
 
+    reconciles_resend = False
+    """True: a full resend still diffs against the last acknowledged snapshot (kept as
+    knowledge), so values that became NULL are deleted and keys that left get
+    ``on_removed``; the mode sends ``delta.resend`` rows in full."""
+
     custom_delivery = False
     """True: the runner calls :meth:`deliver_custom` instead of row delivery and commit."""
 

@@ -1,0 +1,194 @@
+"""What Insider holds must equal the model (issue 12): full resends that still reconcile,
+identifier changes through the identity update, identity conflicts, corrupted state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from project_factory import ProjectUnderTest, make_project
+from test_sync_engine import run, sent
+
+import reverse_etl
+from reverse_etl.insider.emulator import Emulator
+
+IDENTITY = "/api/user/v1/identity"
+
+
+def model_edit(project: ProjectUnderTest) -> None:
+    project.write_model("customers", "select customer_id, email, first_name, city, lifetime_value, tags "
+                                     "from raw_customers  -- edited")
+
+
+def mapping_change(project: ProjectUnderTest) -> None:
+    with project.config() as config:
+        config["syncs"][0]["attributes"]["town"] = "city"
+
+
+def full_refresh(project: ProjectUnderTest) -> dict[str, bool]:
+    return {"full_refresh": True}
+
+
+@pytest.mark.parametrize("resend", ["model_edit", "mapping_change", "full_refresh", "reset", "lost_meta"])
+def test_a_full_resend_still_clears_nulls_and_applies_on_removed(tmp_path: Path, insider_emulator: Emulator,
+                                                                 resend: str) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=4, on_removed="delete_user")
+    assert run(project).outcome == "success"
+    project.sql("UPDATE raw_customers SET city = NULL WHERE customer_id = 'u2'")
+    project.sql("DELETE FROM raw_customers WHERE customer_id = 'u3'")
+    kwargs: dict[str, bool] = {}
+    if resend == "model_edit":
+        model_edit(project)
+    elif resend == "mapping_change":
+        mapping_change(project)
+    elif resend == "full_refresh":
+        kwargs = full_refresh(project)
+    elif resend == "reset":
+        said = reverse_etl.reset(project.root, "customers", environ=project.env)
+        assert said is not None and "on_removed" in said
+    else:
+        (project.root / ".reverse_etl" / "customers" / "meta.json").unlink()
+    result = run(project, **kwargs)
+    assert result.outcome == "success", result.message
+    assert result.full_resend_reason and "cannot be cleared" not in result.full_resend_reason
+    assert result.counts["added"] == 3 and result.counts["removed"] == 1
+    assert insider_emulator.profile(uuid="u3") is None  # left the model: on_removed ran
+    assert "city" not in insider_emulator.profile(uuid="u2")["attributes"]  # type: ignore[index]
+    assert insider_emulator.profile(uuid="u1")["attributes"]["city"] == "City1"  # type: ignore[index]
+    assert reverse_etl.plan(project.root, environ=project.env).syncs[0].counts["to_send"] == 0
+
+
+def test_reset_forget_everything_says_nothing_can_be_cleared(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3, on_removed="delete_user")
+    run(project)
+    said = reverse_etl.reset(project.root, "customers", environ=project.env, forget_everything=True)
+    assert said is not None and "cannot be cleared" in said
+    project.sql("DELETE FROM raw_customers WHERE customer_id = 'u3'")
+    result = run(project)
+    assert "no earlier snapshot: values that became NULL and users who left cannot be cleared" in (
+        result.full_resend_reason or "")
+    assert insider_emulator.profile(uuid="u3") is not None  # nothing known: it stays
+
+
+def test_reset_from_the_cli_says_what_the_next_run_does(tmp_path: Path, insider_emulator: Emulator) -> None:
+    from click.testing import CliRunner
+
+    from reverse_etl.cli import main
+
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=2)
+    run(project)
+    out = CliRunner().invoke(main, ["--project", str(project.root), "reset", "customers", "--yes"], env=project.env)
+    assert out.exit_code == 0 and "snapshot kept aside" in out.output
+    out = CliRunner().invoke(main, ["--project", str(project.root), "reset", "customers", "--yes",
+                                    "--forget-everything"], env=project.env)
+    assert out.exit_code == 0 and "everything forgotten" in out.output
+
+
+def test_a_changed_email_goes_through_the_identity_update(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3)
+    run(project)
+    project.sql("UPDATE raw_customers SET email = 'new2@example.com' WHERE customer_id = 'u2'")
+    result = run(project)
+    assert result.outcome == "success", result.message
+    assert sent(insider_emulator, IDENTITY) == [{"old_identifier": {"email": "user2@example.com"},
+                                                 "new_identifier": {"email": "new2@example.com"}}]
+    profile = insider_emulator.profile(uuid="u2")
+    assert profile is not None and profile["identifiers"]["email"] == "new2@example.com"
+    assert insider_emulator.profile(email="user2@example.com") is None
+    assert reverse_etl.plan(project.root, environ=project.env).syncs[0].counts["to_send"] == 0
+    # An email that became NULL is deleted from the profile (identity delete), never left behind.
+    project.sql("UPDATE raw_customers SET email = NULL WHERE customer_id = 'u2'")
+    assert run(project).outcome == "success"
+    assert "email" not in insider_emulator.profile(uuid="u2")["identifiers"]  # type: ignore[index]
+    assert reverse_etl.plan(project.root, environ=project.env).syncs[0].counts["to_send"] == 0
+
+
+def test_a_rejected_identity_update_is_retried_next_run(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=2)
+    run(project)
+    project.sql("UPDATE raw_customers SET email = 'new1@example.com', city = 'Oslo' WHERE customer_id = 'u1'")
+    with project.config() as config:
+        config["destination"]["max_retries"] = 1
+    insider_emulator.set_faults(status_500=1.0, endpoints=["identity_update"])
+    first = run(project)
+    assert first.outcome == "partial" and first.counts["failed"] == 1
+    assert insider_emulator.profile(uuid="u1")["attributes"]["city"] == "Oslo"  # type: ignore[index]
+    insider_emulator.set_faults({})
+    assert run(project).outcome == "success"
+    assert insider_emulator.profile(uuid="u1")["identifiers"]["email"] == "new1@example.com"  # type: ignore[index]
+
+
+def test_the_emulator_refuses_an_identity_update_to_the_same_value(insider_emulator: Emulator) -> None:
+    headers = {"X-PARTNER-NAME": "acme", "X-REQUEST-TOKEN": "test-key", "Content-Type": "application/json"}
+    with httpx.Client(base_url=insider_emulator.url, headers=headers) as http:
+        http.post("/api/user/v1/upsert", json={"users": [{"identifiers": {"uuid": "a", "email": "a@x.co"},
+                                                          "attributes": {"name": "A"}}]})
+        same = http.patch(IDENTITY, json={"old_identifier": {"email": "a@x.co"}, "new_identifier": {"email": "a@x.co"}})
+        assert same.status_code == 400
+        assert same.json() == {"error": "identifier values are the same: bad request"}
+        moved = http.patch(IDENTITY, json={"old_identifier": {"email": "a@x.co"}, "new_identifier": {"email": "b@x.co"}})
+        assert moved.status_code == 200
+    assert insider_emulator.profile(uuid="a")["identifiers"]["email"] == "b@x.co"  # type: ignore[index]
+
+
+def test_rows_sharing_an_identifier_are_rejected_naming_both_keys(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=4)
+    project.sql("UPDATE raw_customers SET email = 'user1@example.com' WHERE customer_id = 'u3'")
+    result = run(project)
+    assert result.counts["invalid"] == 2 and result.counts["acked"] == 2
+    assert insider_emulator.profile(uuid="u1") is None and insider_emulator.profile(uuid="u3") is None
+    total, rows = reverse_etl.rejected_rows(project.root, "customers", environ=project.env)
+    assert total == 2
+    for row in rows:
+        assert "identity conflict" in row["reason"] and "u1, u3" in row["reason"]
+
+
+def test_a_corrupted_snapshot_is_reported_with_the_recovery_command(tmp_path: Path,
+                                                                    insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3)
+    run(project)
+    state = project.root / ".reverse_etl" / "customers"
+    snapshot = next(state.glob("snapshot-*.parquet"))
+    snapshot.write_bytes(snapshot.read_bytes()[:-40])  # truncated
+    planned = reverse_etl.plan(project.root, environ=project.env).syncs[0]
+    assert planned.outcome == "failed"
+    message = planned.message or ""
+    assert snapshot.name in message and "reverse-etl reset customers --forget-everything" in message
+    assert "\n" not in message
+    said = reverse_etl.reset(project.root, "customers", environ=project.env)
+    assert said is not None and "cannot be cleared" in said  # the corrupted file is not kept
+    assert run(project).outcome == "success"
+
+
+def test_plan_survives_a_run_replacing_the_snapshot(tmp_path: Path, insider_emulator: Emulator) -> None:
+    from reverse_etl.state import SyncState
+
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3)
+    run(project)
+    state = SyncState(project.root / ".reverse_etl", "customers")
+    pinned = tmp_path / "pin"
+    pinned.mkdir()
+    meta = state.pin(pinned)
+    project.sql("UPDATE raw_customers SET city = 'Rome'")
+    run(project)  # commits a new snapshot and deletes the one the reader pinned
+    assert not (state.dir / str(meta.snapshot)).exists()
+    assert state.snapshot_path() is not None and state.snapshot_path().exists()  # type: ignore[union-attr]
+
+
+def test_appended_arrays_never_get_an_element_twice(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3, options={"append_arrays": True})
+    with project.config() as config:
+        config["destination"]["max_retries"] = 20
+    run(project)
+    insider_emulator.set_faults(drop=0.3, latency_ms=20, seed=3, endpoints=["upsert"])
+    project.sql("UPDATE raw_customers SET tags = ['t1', 'x'] WHERE customer_id = 'u1'")
+    assert run(project).outcome == "success"
+    assert run(project, full_refresh=True).outcome == "success"  # a resend appends nothing known
+    reverse_etl.reset(project.root, "customers", environ=project.env)
+    assert run(project).outcome == "success"
+    insider_emulator.set_faults({})
+    assert insider_emulator.profile(uuid="u1")["attributes"]["custom"]["tags"] == ["t1", "x"]  # type: ignore[index]
+    assert insider_emulator.profile(uuid="u2")["attributes"]["custom"]["tags"] == ["t2"]  # type: ignore[index]
+    upserts = [u for u in sent(insider_emulator, "/api/user/v1/upsert") if u["identifiers"]["uuid"] == "u1"]
+    assert upserts[1]["attributes"]["custom"]["tags"] == ["x"]  # only the missing element
