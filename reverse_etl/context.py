@@ -34,6 +34,18 @@ def load_project(project_dir: str | Path = ".", environ: Mapping[str, str] | Non
     return load_config(project_dir, environ, ProjectConfig)
 
 
+def destination_key(identity: Mapping[str, str]) -> str:
+    """A destination's identity as a short, secret-free text kept with each snapshot.
+
+    The partner stays readable; the base URLs (which may carry userinfo) are only
+    hashed. A different partner or base URL is a different destination.
+    """
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(f"{k}={identity[k]}" for k in sorted(identity)).encode()).hexdigest()
+    return f"{identity.get('partner', '?')}:{digest[:16]}"
+
+
 def check_custom_attribute_cap(project: InsiderProject) -> None:
     """Refuse a project whose syncs together write more custom attributes than Insider allows.
 
@@ -151,7 +163,8 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
                     project.state_dir, project.config.state, sync, destination.mode_for(sync),
                     source.get(), resolve_sync_model(project, sync),
                     resolve=lambda name: resolve_model_named(project, name, f"sync {sync.name!r}"),
-                    sender_factory=lambda: destination.sender(sync), hooks=hooks)
+                    sender_factory=lambda: destination.sender(sync), hooks=hooks,
+                    destination=destination_key(destination.identity()))
                 if action == "plan":
                     runner.plan(sync_result, full_refresh=full_refresh)
                 else:

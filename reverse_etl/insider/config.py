@@ -108,6 +108,14 @@ class SyncOptions(Strict):
     treat_phone_as_identifier: bool = True
     allow_empty_model: bool = False
     """False: a model that suddenly returns no rows must not clear or delete every user."""
+    fail_on: Literal["rejected", "never"] = "rejected"
+    """``rejected``: any invalid, rejected, failed or held-back row makes the run partial (exit 3)."""
+    max_invalid_ratio: float | None = Field(default=None, ge=0, le=1)
+    """Refuse to send when more than this share of the model's rows is invalid."""
+    max_rejected_ratio: float | None = Field(default=None, ge=0, le=1)
+    """Fail the run when more than this share of the rows sent is rejected or failed."""
+    max_removed_ratio: float = Field(default=0.2, ge=0, le=1)
+    """Refuse a run whose on_removed would clear or delete more than this share of the synced users."""
 
 
 

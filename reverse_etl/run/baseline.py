@@ -24,6 +24,8 @@ from reverse_etl.state import SyncState
 MAPPING_CHANGED = "the sync's mapping or model changed since the last run"
 NOTHING_KNOWN = "no earlier snapshot: values that became NULL and users who left cannot be cleared"
 FORGOTTEN = "reset --forget-everything"
+NEW_DESTINATION = ("first run for this destination: the state of this sync belongs to another "
+                   "Insider (partner or base URL), so every row is sent and nothing is cleared")
 """``Meta.folded_run`` of a state that ``reset --forget-everything`` emptied."""
 
 
@@ -37,17 +39,21 @@ class Baseline:
     """The state file ``snap`` was read from (a pending change set's base), if any."""
     resend: bool
     """``snap`` is knowledge for a full resend, not an incremental base."""
+    foreign: bool = False
+    """The state on disk belongs to another destination: none of it applies (rejected rows neither)."""
 
 
 def load_baseline(con: duckdb.DuckDBPyConnection, state: SyncState, committer: Committer,
                   tracked: Sequence[Field], fingerprint: str, *, full_refresh: bool,
-                  reconcile: bool, plan: bool) -> Baseline:
+                  reconcile: bool, plan: bool, destination: str | None = None) -> Baseline:
     """Create ``snap`` and say whether (and why) this run is a full resend.
 
     ``reconcile``: the mode uses earlier knowledge on a full resend (attribute
     upserts); other modes diff a full resend against nothing, as before. ``plan``:
     a reader without the lock: the state is read once (``SyncState.pin``) and a
     crashed run's change set is folded in memory, to show what a run would do.
+    ``destination``: who this run sends to; state another destination acknowledged
+    is never used (not even as resend knowledge).
     Raises :class:`~reverse_etl.errors.StateError` for a truncated or corrupted file.
     """
     if plan:
@@ -56,6 +62,9 @@ def load_baseline(con: duckdb.DuckDBPyConnection, state: SyncState, committer: C
     else:
         meta = state.meta()
     state.verify(meta)
+    if destination is not None and meta.destination not in (None, destination):
+        diff.create_empty_snapshot(con, tracked)
+        return Baseline(NEW_DESTINATION, None, False, foreign=True)
     snapshot = state.path(meta.snapshot) if meta.snapshot else None
     current = snapshot if snapshot is not None and snapshot.exists() else None
     reason: str | None = None

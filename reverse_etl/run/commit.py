@@ -23,8 +23,10 @@ class Committer:
     """Writes a sync's snapshot and rejected rows (``new_snap``, ``new_rej``)."""
 
     def __init__(self, state: SyncState, tracked: Sequence[Field], fingerprint: str,
-                 prune_sql: str | None) -> None:
+                 prune_sql: str | None, destination: str | None = None) -> None:
         self.state = state
+        self.destination = destination
+        """The destination this run sends to, recorded with the snapshot it acknowledges."""
         self.tracked = list(tracked)
         self.fingerprint = fingerprint
         self.prune_sql = prune_sql
@@ -40,10 +42,11 @@ class Committer:
         if not unchanged:
             diff.fold(con, self.tracked, "acked", self.prune_sql)
         rejected.build_new_rejected(con, run_id, with_validation=True, carry_unacked=False)
-        return self.write(con, run_id, self.fingerprint, keep_snapshot=unchanged)
+        return self.write(con, run_id, self.fingerprint, keep_snapshot=unchanged,
+                          destination=self.destination)
 
     def write(self, con: duckdb.DuckDBPyConnection, run_id: str, fingerprint: str | None,
-              *, keep_snapshot: bool = False) -> Meta:
+              *, keep_snapshot: bool = False, destination: str | None = None) -> Meta:
         """Write ``new_snap`` and ``new_rej``, then make them current atomically.
 
         ``keep_snapshot``: nothing changed, so the current snapshot file stays (a
@@ -62,7 +65,7 @@ class Committer:
         # A kept snapshot keeps its checksum (verified at load): no second pass over it.
         kept = {snap_name: previous.checksums[snap_name]} if keep_snapshot and snap_name in previous.checksums else {}
         meta = Meta(fingerprint=fingerprint, snapshot=snap_name, rejected=rej_name,
-                    folded_run=run_id, rows=rows, checksums=kept)
+                    folded_run=run_id, rows=rows, checksums=kept, destination=destination)
         self.state.commit(meta)
         return meta
 
@@ -79,7 +82,9 @@ class Committer:
         rejected.load_rejected(con, str(rej_path) if rej_path else None)
         con.execute(f"CREATE OR REPLACE TABLE held ({rejected.REJECTED_COLUMNS})")
         rejected.build_new_rejected(con, pending.run_id, with_validation=False, carry_unacked=True)
-        self.write(con, pending.run_id, pending.fingerprint)
+        # The crashed run's acknowledgements belong to the destination it sent to.
+        self.write(con, pending.run_id, pending.fingerprint,
+                   destination=pending.destination or self.state.meta().destination)
         return folded
 
     def fold_pending(self, con: duckdb.DuckDBPyConnection, pending: Pending) -> int:

@@ -10,6 +10,7 @@ sends those operations). Insider's implementation lives in
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +24,21 @@ Chunks = Iterable[tuple[Sequence[int], Sequence[str]]]
 """``(row ids, payloads)`` of ``changes``, read lazily."""
 ModelResolver = Callable[[str], ResolvedModel]
 """Model name → its SQL (for modes that join other models, e.g. audience members)."""
+
+
+@dataclass(frozen=True)
+class RunGuards:
+    """When a run refuses to send, or ends ``partial`` instead of ``success``."""
+
+    fail_on: str = "rejected"
+    """``rejected``: any invalid, rejected, failed or held-back row makes the run partial
+    (exit 3); ``never``: such rows are listed but the run counts as a success."""
+    max_invalid_ratio: float | None = None
+    """Refuse to send when more than this share of the model's rows is invalid."""
+    max_rejected_ratio: float | None = None
+    """Fail the run when more than this share of the sent rows is rejected or failed."""
+    max_removed_ratio: float = 0.2
+    """Refuse a run that would clear or delete more than this share of the snapshot's users."""
 
 
 class SyncSpec(Protocol):
@@ -98,6 +114,10 @@ class SyncMode(Protocol):
     @property
     def halts_on_invalid(self) -> bool:
         """True: an invalid row stops the run before anything is sent."""
+        ...
+    @property
+    def guards(self) -> RunGuards:
+        """The sync's thresholds for refusing or failing a run."""
         ...
     @property
     def allows_empty_model(self) -> bool:

@@ -37,6 +37,9 @@ from reverse_etl.warehouses.base import Source
 
 __all__ = ["SyncRunner", "sync_fingerprint"]
 
+MIN_GUARDED_REMOVALS = 10
+"""Removals up to this many never trip ``max_removed_ratio``."""
+
 SNAPSHOT_FORMAT = 4
 """Bump when the snapshot's meaning changes: every sync then resends in full."""
 
@@ -55,7 +58,8 @@ class SyncRunner:
 
     def __init__(self, state_dir: Path, state_config: StateConfig, sync: SyncSpec, mode: SyncMode,
                  source: Source, model: ResolvedModel, *, resolve: ModelResolver,
-                 sender_factory: Callable[[], Sender] | None = None, hooks: Hooks | None = None) -> None:
+                 sender_factory: Callable[[], Sender] | None = None, hooks: Hooks | None = None,
+                 destination: str | None = None) -> None:
         self.state_config = state_config
         self.sync = sync
         self.source = source
@@ -66,7 +70,10 @@ class SyncRunner:
         self.model = model = mode.prepare_model(model, resolve)  # e.g. audience columns
         self.tracked = mode.tracked
         self.fingerprint = sync_fingerprint(mode, model)
-        self.committer = Committer(self.state, self.tracked, self.fingerprint, mode.prune_sql())
+        self.destination = destination
+        """Who this run sends to (``Destination.identity``, as text): the state is bound to it."""
+        self.committer = Committer(self.state, self.tracked, self.fingerprint, mode.prune_sql(),
+                                   destination)
 
     def _engine(self, spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
         return engine_connection(spill_dir or self.state.tmp_dir, self.state_config.memory_limit,
@@ -124,6 +131,8 @@ class SyncRunner:
                  f"would {self.sync.on_removed.replace('_', ' ')} for all {result.counts['removed']} "
                  "users; nothing was sent. If that is intended, set options.allow_empty_model: true")
             return
+        if self._refused_by_guards(con, result):
+            return  # nothing sent, nothing committed
         if self.mode.halts_on_invalid and result.counts.get("invalid", 0):
             first = first_row(con, "SELECT key, reason FROM cur WHERE reason IS NOT NULL ORDER BY key LIMIT 1")
             key, reason = (first or (None, "?"))
@@ -140,7 +149,8 @@ class SyncRunner:
             self.state.begin_pending(Pending(run_id=result.run_id, fingerprint=self.fingerprint,
                                              fields=[f.name for f in self.tracked],
                                              base_snapshot=self.baseline.snapshot,
-                                             resend_base=self.baseline.resend))
+                                             resend_base=self.baseline.resend,
+                                             destination=self.destination))
 
         def progress(done: int, total: int) -> None:
             self.hooks.emit(RowsSent(sync=result.sync, run_id=result.run_id, done=done, total=total))
@@ -160,13 +170,53 @@ class SyncRunner:
                             for note, count in sorted(delivery.notes.items()))
         if delivery.error:
             fail(result, delivery.error_kind, delivery.error)
-        elif delivery.rejected or delivery.failed:
-            result.outcome = "partial"
-            result.message = (f"{len(delivery.rejected)} row(s) rejected by Insider, {len(delivery.failed)} "
-                              f"failed after retries; see `reverse-etl rejected {self.sync.name}`")
         else:
-            result.outcome = "success"
+            self._judge(result)
         result.rejected_samples = self._rejected_samples(con)
+
+    def _refused_by_guards(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> bool:
+        """Refuse before sending when too many rows are invalid or would be removed."""
+        guards, c, name = self.mode.guards, result.counts, self.sync.name
+        model_rows = scalar(con, "SELECT count(*) FROM cur_raw")
+        invalid = c.get("invalid", 0)
+        if guards.max_invalid_ratio is not None and model_rows and invalid / model_rows > guards.max_invalid_ratio:
+            fail(result, "refused", f"sync {name!r}: {invalid} of {model_rows} rows are invalid "
+                 f"({invalid / model_rows:.0%} > max_invalid_ratio {guards.max_invalid_ratio:g}); nothing was "
+                 f"sent. See `reverse-etl plan -s {name}` for the reasons, or raise options.max_invalid_ratio")
+            return True
+        removed = c.get("removed", 0)
+        if self.sync.on_removed == "ignore" or not removed or not model_rows:
+            return False  # an empty model has its own guard (allow_empty_model)
+        synced = scalar(con, "SELECT count(*) FROM snap")
+        # Tiny syncs are not guarded: removing 2 of 5 users is an edit, not a truncated table.
+        if removed > MIN_GUARDED_REMOVALS and synced and removed / synced > guards.max_removed_ratio:
+            fail(result, "refused", f"sync {name!r} would {self.sync.on_removed.replace('_', ' ')} for "
+                 f"{removed} of {synced} synced users ({removed / synced:.0%} > max_removed_ratio "
+                 f"{guards.max_removed_ratio:g}); nothing was sent. If the model really lost them, raise "
+                 "options.max_removed_ratio for one run")
+            return True
+        return False
+
+    def _judge(self, result: SyncResult) -> None:
+        """success, or partial when rows were refused (unless ``fail_on: never``)."""
+        c, name, guards = result.counts, self.sync.name, self.mode.guards
+        refused = c.get("rejected", 0) + c.get("failed", 0)
+        sent = c.get("to_send", 0)
+        if guards.max_rejected_ratio is not None and sent and refused / sent > guards.max_rejected_ratio:
+            fail(result, "delivery", f"sync {name!r}: {refused} of {sent} rows sent were rejected or failed "
+                 f"({refused / sent:.0%} > max_rejected_ratio {guards.max_rejected_ratio:g}); see "
+                 f"`reverse-etl rejected {name}`")
+            return
+        problems = [f"{n} {what}" for n, what in ((c.get("rejected", 0), "rejected by Insider"),
+                                                   (c.get("failed", 0), "failed after retries"),
+                                                   (c.get("invalid", 0), "invalid"),
+                                                   (c.get("held_back", 0), "held back after max_attempts"))
+                    if n]
+        if not problems:
+            result.outcome = "success"
+            return
+        result.message = f"{', '.join(problems)} row(s); see `reverse-etl rejected {name}`"
+        result.outcome = "success" if guards.fail_on == "never" else "partial"
 
     def _load_and_diff(self, con: duckdb.DuckDBPyConnection, result: SyncResult, *,
                        full_refresh: bool, fold_pending: bool) -> None:
@@ -206,7 +256,7 @@ class SyncRunner:
         con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # everything needed is in cur_raw now
         self.baseline = load_baseline(con, self.state, self.committer, self.tracked, self.fingerprint,
                                       full_refresh=full_refresh, reconcile=self.mode.reconciles_resend,
-                                      plan=fold_pending)
+                                      plan=fold_pending, destination=self.destination)
         result.full_resend_reason = self.baseline.reason
         # Pass 2, over new and changed rows only: encode, validate, compare field by field.
         diff.create_delta_keys(con)
@@ -225,7 +275,7 @@ class SyncRunner:
             con.execute("CREATE OR REPLACE TABLE changes AS SELECT ch.*, d.digest "
                         "FROM changes ch LEFT JOIN delta d ON d.key = ch.key")
         rej_path = self.state.rejected_path()
-        rejected.load_rejected(con, str(rej_path) if rej_path else None)
+        rejected.load_rejected(con, str(rej_path) if rej_path and not self.baseline.foreign else None)
         result.counts["held_back"] = rejected.hold_back(con, self.sync.max_attempts)
         result.counts.update(self._diff_counts(con))
         self._stage(result, "diff", t1)

@@ -48,6 +48,9 @@ class Meta:
     which deletes values that became NULL and applies ``on_removed`` to keys that left."""
     checksums: dict[str, str] = field(default_factory=dict)
     """sha256 of each file named above (a truncated or corrupted file is detected)."""
+    destination: str | None = None
+    """Which destination acknowledged the snapshot (see ``run.destination.Destination.identity``);
+    None for state written before destinations were recorded (taken as the current one)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Pending:
     """The snapshot file the change set was diffed against (None: a full resend)."""
     resend_base: bool = False
     """``base_snapshot`` was only knowledge for a full resend (see ``compare.load_resend_snapshot``)."""
+    destination: str | None = None
+    """The destination the change set was sent to."""
 
 
 class SyncState:

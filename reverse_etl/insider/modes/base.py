@@ -20,7 +20,7 @@ from reverse_etl.insider.config import InsiderDestinationConfig, SyncConfig
 from reverse_etl.insider.fields import EncodedField, Field, encode_field
 from reverse_etl.insider.http.endpoints import Endpoint
 from reverse_etl.project.model_sql import ResolvedModel
-from reverse_etl.run.destination import ModelResolver
+from reverse_etl.run.destination import ModelResolver, RunGuards
 from reverse_etl.run.results import SyncResult
 
 Delivery = tuple[tuple[str, ...], str]
@@ -54,6 +54,13 @@ class Mode(ABC):
     def halts_on_invalid(self) -> bool:
         """``options.skip_invalid_records: false``: an invalid row stops the run before sending."""
         return not self.sync.options.skip_invalid_records
+
+    @property
+    def guards(self) -> RunGuards:
+        """``options.fail_on`` and the ratio thresholds."""
+        o = self.sync.options
+        return RunGuards(fail_on=o.fail_on, max_invalid_ratio=o.max_invalid_ratio,
+                         max_rejected_ratio=o.max_rejected_ratio, max_removed_ratio=o.max_removed_ratio)
 
     @property
     def allows_empty_model(self) -> bool:
