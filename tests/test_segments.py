@@ -20,6 +20,7 @@ def segment_project(tmp_path: Path, emu: Emulator, **segment: Any) -> ProjectUnd
     """Customers u1..u3 loaded into the emulator; the segment sync lists emails of vip_source."""
     project = make_project(tmp_path / "p", emu.url, rows=3)
     assert run(project).outcome == "success"  # FPS groups existing users only
+    # The member list below holds one invalid email: segment runs end partial (listed by `rejected`).
     project.sql("CREATE TABLE vip_source AS SELECT * FROM (VALUES ('user1@example.com'), "
                 "('user2@example.com'), ('not-an-email'), ('user2@example.com')) t(email)")
     project.write_model("vips", "select email from vip_source")
@@ -36,7 +37,10 @@ def uploads(emu: Emulator) -> list[dict[str, Any]]:
 def test_segment_round_trip_counts_in_ledger(tmp_path: Path, insider_emulator: Emulator) -> None:
     project = segment_project(tmp_path, insider_emulator)
     result = run(project)
-    assert result.outcome == "success", result.message
+    # 'not-an-email' is refused locally: the upload goes, the run is partial and lists it.
+    assert result.outcome == "partial", result.message
+    total, rows = reverse_etl.rejected_rows(project.root, "vip", environ=project.env)
+    assert total == 1 and rows[0]["key"] == "not-an-email" and "email" in rows[0]["reason"]
     [body] = uploads(insider_emulator)
     assert body["segmentName"] == "vip_customers" and body["attributeName"] == "em"
     assert ".csv" in body["fileUrl"] and body["fileUrl"].startswith("http://127.0.0.1:")
@@ -56,7 +60,7 @@ def test_segment_round_trip_counts_in_ledger(tmp_path: Path, insider_emulator: E
     # Changed members: Insider names are unique, so the re-upload is versioned.
     project.sql("INSERT INTO vip_source VALUES ('user3@example.com')")
     result = run(project)
-    assert result.outcome == "success", result.message
+    assert result.outcome == "partial", result.message
     assert [b["segmentName"] for b in uploads(insider_emulator)] == ["vip_customers", "vip_customers_v2"]
     assert result.counts["valid_values_count"] == 3
 
@@ -72,7 +76,7 @@ def test_oversize_member_file_is_split(tmp_path: Path, insider_emulator: Emulato
     project = segment_project(tmp_path, insider_emulator, max_file_bytes=100)
     project.sql("INSERT INTO vip_source SELECT 'member' || i || '@example.com' FROM range(20) t(i)")
     result = run(project)
-    assert result.outcome == "success", result.message
+    assert result.outcome == "partial", result.message
     names = [b["segmentName"] for b in uploads(insider_emulator)]
     assert len(names) > 1 and names[0] == "vip_customers_1"
     assert result.counts["total_entered_values"] == 22
@@ -91,7 +95,7 @@ def test_missing_callback_is_recorded_pending(tmp_path: Path) -> None:
     with Emulator(fps_callback_delay=5) as emu:
         project = segment_project(tmp_path, emu, wait_seconds=0.2)
         result = run(project)
-        assert result.outcome == "success" and "pending" in (result.message or "")
+        assert result.outcome == "partial" and "pending" in (result.message or "")
         assert "valid_values_count" not in result.counts
         again = run(project)  # the same members: not uploaded again; the pending one is now unknown
         assert len(uploads(emu)) == 1 and again.counts.get("segment_uploads", 0) == 0

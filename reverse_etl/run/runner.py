@@ -11,6 +11,7 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,9 @@ class SyncRunner:
         self._load_and_diff(con, result, full_refresh=full_refresh, fold_pending=False)
         if self.mode.custom_delivery:  # e.g. a first-party segment: one upload, its own state
             self.mode.deliver_custom(con, self.state.dir, result)
+            self._keep_invalid_rows(con, result.run_id)
+            if result.outcome == "success":
+                self._judge(result)
             return
         if (self.sync.on_removed != "ignore" and not self.mode.allows_empty_model
                 and result.counts["removed"] and not scalar(con, "SELECT count(*) FROM cur_raw")):
@@ -197,6 +201,15 @@ class SyncRunner:
             return True
         return False
 
+    def _keep_invalid_rows(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+        """For a mode with its own delivery: its invalid rows become the sync's rejected rows."""
+        name = f"rejected-{run_id}.parquet"
+        con.execute(f"""COPY (SELECT key, NULL::VARCHAR AS op, 'validation' AS kind, reason, 1 AS attempts,
+                                  NULL::VARCHAR AS payload, {literal(run_id)} AS last_run
+                           FROM cur WHERE reason IS NOT NULL) TO {literal(str(self.state.path(name)))}
+                        (FORMAT parquet)""")
+        self.state.commit(replace(self.state.meta(), rejected=name, destination=self.destination))
+
     def _judge(self, result: SyncResult) -> None:
         """success, or partial when rows were refused (unless ``fail_on: never``)."""
         c, name, guards = result.counts, self.sync.name, self.mode.guards
@@ -215,7 +228,8 @@ class SyncRunner:
         if not problems:
             result.outcome = "success"
             return
-        result.message = f"{', '.join(problems)} row(s); see `reverse-etl rejected {name}`"
+        verdict = f"{', '.join(problems)} row(s); see `reverse-etl rejected {name}`"
+        result.message = f"{verdict}; {result.message}" if result.message else verdict
         result.outcome = "success" if guards.fail_on == "never" else "partial"
 
     def _load_and_diff(self, con: duckdb.DuckDBPyConnection, result: SyncResult, *,
