@@ -49,7 +49,7 @@ def validate(project_dir: str | Path = ".", *, environ: Mapping[str, str] | None
         try:
             for sync in project.config.syncs:
                 model = resolve_sync_model(project, sync)
-                source.fetch(f"SELECT * FROM ({model.sql}) AS m LIMIT 0").read_all()
+                source.fetch(f"SELECT * FROM ({model.sql}\n) AS m LIMIT 0").read_all()
         finally:
             source.close()
     return project

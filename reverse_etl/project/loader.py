@@ -69,15 +69,21 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None,
     return Project(config=config, root=root, config_path=config_path.resolve())
 
 
-def read_text(path: Path) -> str:
-    """A UTF-8 text file; :class:`ConfigError` naming the line of the first bad byte."""
-    data = path.read_bytes()
+def read_text(path: Path, display: str | None = None) -> str:
+    """A UTF-8 text file; :class:`ConfigError` naming the line of the first bad byte.
+
+    ``display`` is the name the message uses (default: the file's name).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{display or path.name}: cannot read ({exc.strerror}); check the path") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            f"{path.name}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+            f"{display or path.name}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
         ) from None
 
 
