@@ -349,7 +349,7 @@ def _counts_line(sync: SyncResult) -> str:
 
 def _print_plan(sync: SyncResult) -> None:
     if sync.outcome == "failed":
-        _echo(f"{sync.sync}: cannot plan: {sync.message}", err=True)
+        _echo(f"error: {sync.sync}: cannot plan: {sync.message}", err=True)
         return
     _echo(f"{sync.sync}: {_counts_line(sync)}; would send {sync.counts.get('to_send', 0)} operation(s)")
     if sync.full_resend_reason:
@@ -371,7 +371,7 @@ def _print_run(result: RunResult) -> None:
             _echo(f"{sync.sync}: skipped: {sync.message}")
             continue
         if sync.outcome == "failed" and not sync.counts.get("to_send"):
-            _echo(f"{sync.sync}: failed: {sync.message}", err=True)
+            _echo(f"error: {sync.sync}: failed: {sync.message}", err=True)
             continue
         c = sync.counts
         line = (f"{sync.sync}: {sync.outcome}: {_counts_line(sync)}; sent {c.get('to_send', 0)} "

@@ -67,7 +67,7 @@ def write_starter(directory: Path) -> list[Path]:
     """Write the starter files into ``directory``; refuses to overwrite any of them."""
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: is a file; pass a directory to init")
-    taken = [name for name in FILES if (directory / name).exists()]
+    taken = [name for name in (*FILES, "warehouse.duckdb") if (directory / name).exists()]
     if taken:
         raise UsageError(f"{directory}: already holds {', '.join(taken)}; init writes only into a new project")
     written: list[Path] = []
@@ -76,4 +76,10 @@ def write_starter(directory: Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    warehouse = directory / "warehouse.duckdb"
+    if not warehouse.exists():
+        import duckdb
+
+        duckdb.connect(str(warehouse)).close()  # an empty local warehouse for source.path
+        written.append(warehouse)
     return written
