@@ -28,7 +28,7 @@ _MIN_SECRET_LENGTH = 4
 _USERINFO = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^\s:/@]*:)(?P<password>[^\s@]*)@", re.IGNORECASE)
 _SECRET_QUERY = re.compile(
     r"(?P<head>[?&;](?:[a-z0-9_.-]*?)(?:password|passwd|pwd|token|api_?key|apikey|secret)[a-z0-9_.-]*=)"
-    r"(?P<value>[^&#\s'\"]*)",
+    r"(?P<value>[^&#;\s'\"]*)",
     re.IGNORECASE,
 )
 

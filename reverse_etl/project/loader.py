@@ -122,8 +122,10 @@ def render_env_vars(text: str, environ: Mapping[str, str], filename: str) -> str
         def substitute(match: re.Match[str], number: int = number, line: str = line) -> str:
             call = _ENV_VAR_CALL.match(match.group(1))
             if call is None:
+                # A malformed env_var() call may hold a secret default: never quote it.
+                shown = "env_var() call" if "env_var" in match.group(0) else f"template {match.group(0)[:40]!r}"
                 raise ConfigError(
-                    f"{filename}:{number}: unsupported template {match.group(0)!r}; "
+                    f"{filename}:{number}: unsupported {shown}; "
                     "only {{ env_var('NAME') }} or {{ env_var('NAME', 'default') }} is allowed"
                 )
             name, default = call.group("name"), call.group("default")
