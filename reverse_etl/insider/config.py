@@ -194,6 +194,8 @@ class SyncConfig(Strict):
     @classmethod
     def _model_name(cls, value: str) -> str:
         # A name, not a path: models/<name>.sql or a dbt model (package.model, model.v2).
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"model name is {len(value)} characters long; use at most {MAX_NAME_LENGTH}")
         if not SYNC_NAME.match(value):
             raise ValueError("model must be a model name (letters, digits, '_', '.', '-'), not a path")
         return value

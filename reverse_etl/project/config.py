@@ -39,6 +39,16 @@ def _members(annotation: Any) -> tuple[Any, ...]:
     return (annotation,)
 
 
+def _short_path(value: str) -> str:
+    """A path whose every part fits a file name (255 bytes), or ValueError."""
+    longest = max((len(part.encode()) for part in re.split(r"[/\\]", value)), default=0)
+    if longest > 255:
+        raise ValueError(f"has a part {longest} bytes long; file names hold at most 255: shorten it")
+    if "\x00" in value:
+        raise ValueError("holds a NUL character; remove it")
+    return value
+
+
 class Strict(BaseModel):
     """Base for every config model: unknown fields are errors.
 
@@ -82,6 +92,8 @@ class DuckDBSourceConfig(Strict):
     type: Literal["duckdb"]
     path: str = "warehouse.duckdb"
     read_only: bool = False
+
+    _path = field_validator("path")(_short_path)
 
 
 class SnowflakeSourceConfig(Strict):
@@ -138,6 +150,8 @@ class StateConfig(Strict):
     threads: int | None = Field(default=None, ge=1)
     """DuckDB threads for the diff (default: all cores)."""
 
+    _path = field_validator("path")(_short_path)
+
     @field_validator("memory_limit")
     @classmethod
     def _memory_size(cls, value: str) -> str:
@@ -151,12 +165,16 @@ class ModelsConfig(Strict):
 
     path: str = "models"
 
+    _path = field_validator("path")(_short_path)
+
 
 class DbtConfig(Strict):
     """A dbt project whose models syncs may name (resolved via target/manifest.json)."""
 
     project_dir: str = "."
     target_path: str = "target"
+
+    _paths = field_validator("project_dir", "target_path")(_short_path)
     block_on_failed_tests: bool = True
     """With --dbt-run-results: skip a sync whose model's dbt tests failed in that run."""
 
