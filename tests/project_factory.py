@@ -41,7 +41,7 @@ class ProjectUnderTest:
         self.write_config(config)
 
     def write_config(self, config: dict[str, Any] | str) -> None:
-        text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+        text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False, width=10**6)
         (self.root / "syncs.yml").write_text(text)
 
     def write_model(self, name: str, sql: str) -> None:

@@ -23,7 +23,13 @@ from reverse_etl.insider.rules import (
     EVENT_NAME,
     INSIDER_NAME,
 )
-from reverse_etl.project.config import SYNC_NAME, Project, ProjectConfigBase, Strict
+from reverse_etl.project.config import (
+    MAX_NAME_LENGTH,
+    SYNC_NAME,
+    Project,
+    ProjectConfigBase,
+    Strict,
+)
 
 
 # ------------------------------------------------------------------- destination
@@ -185,6 +191,8 @@ class SyncConfig(Strict):
     @field_validator("name")
     @classmethod
     def _sync_name(cls, value: str) -> str:
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"sync name is {len(value)} characters long; use at most {MAX_NAME_LENGTH}")
         if not SYNC_NAME.match(value):
             raise ValueError("sync name may hold letters, digits, '_', '.', '-' only")
         return value
@@ -193,6 +201,8 @@ class SyncConfig(Strict):
     @classmethod
     def _model_name(cls, value: str) -> str:
         # A name, not a path: models/<name>.sql or a dbt model (package.model, model.v2).
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"model name is {len(value)} characters long; use at most {MAX_NAME_LENGTH}")
         if not SYNC_NAME.match(value):
             raise ValueError("model must be a model name (letters, digits, '_', '.', '-'), not a path")
         return value

@@ -7,20 +7,82 @@ subclassing :class:`ProjectConfigBase`; this package never imports it.
 from __future__ import annotations
 
 import re
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from reverse_etl.errors import StateError
 
 SYNC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 """Sync and model names: letters, digits, ``_``, ``.``, ``-``."""
+MAX_NAME_LENGTH = 100
+"""Sync names become directory names in the state directory: keep them short."""
+_MEMORY_LIMIT = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The types of a (possibly optional or union) annotation."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _short_path(value: str) -> str:
+    """A path whose every part fits a file name (255 bytes), or ValueError."""
+    longest = max((len(part.encode()) for part in re.split(r"[/\\]", value)), default=0)
+    if longest > 255:
+        raise ValueError(f"has a part {longest} bytes long; file names hold at most 255: shorten it")
+    if "\x00" in value:
+        raise ValueError("holds a NUL character; remove it")
+    return value
 
 
 class Strict(BaseModel):
-    """Base for every config model: unknown fields are errors."""
+    """Base for every config model: unknown fields are errors.
+
+    Two checks apply to every field of every subclass (errors carry the field
+    name in ``ctx["field"]``, since they are raised for the whole model): a number field refuses
+    ``true``/``false`` (pydantic would read ``concurrency: true`` as 1), and a
+    secret refuses surrounding whitespace (a pasted key with a newline fails
+    authentication far from its cause).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_numbers_and_secrets(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            key = field.alias if field.alias in data else name
+            if key not in data:
+                continue
+            value = data[key]
+            members = set(_members(field.annotation)) - {type(None)}
+            if isinstance(value, bool) and members and members <= {int, float}:
+                raise PydanticCustomError(
+                    "number_not_bool", f"expected a number, got {str(value).lower()}; write a number",
+                    {"field": key})
+            if SecretStr in members and isinstance(value, str) and value != value.strip():
+                trailing = value != value.rstrip()
+                raise PydanticCustomError(
+                    "secret_whitespace",
+                    f"has {'trailing whitespace or a newline' if trailing else 'leading whitespace'}; strip it",
+                    {"field": key})
+        return data
 
 
 # --------------------------------------------------------------------------- sources
@@ -30,6 +92,8 @@ class DuckDBSourceConfig(Strict):
     type: Literal["duckdb"]
     path: str = "warehouse.duckdb"
     read_only: bool = False
+
+    _path = field_validator("path")(_short_path)
 
 
 class SnowflakeSourceConfig(Strict):
@@ -86,11 +150,22 @@ class StateConfig(Strict):
     threads: int | None = Field(default=None, ge=1)
     """DuckDB threads for the diff (default: all cores)."""
 
+    _path = field_validator("path")(_short_path)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        if not _MEMORY_LIMIT.match(value):
+            raise ValueError(f"{value[:40]!r} is not a size; write a number and a unit, e.g. 2GB or 512MB")
+        return value.strip()
+
 
 class ModelsConfig(Strict):
     """Where ``models/<name>.sql`` files live."""
 
     path: str = "models"
+
+    _path = field_validator("path")(_short_path)
 
 
 class DbtConfig(Strict):
@@ -98,6 +173,8 @@ class DbtConfig(Strict):
 
     project_dir: str = "."
     target_path: str = "target"
+
+    _paths = field_validator("project_dir", "target_path")(_short_path)
     block_on_failed_tests: bool = True
     """With --dbt-run-results: skip a sync whose model's dbt tests failed in that run."""
 
@@ -125,8 +202,18 @@ class Project(Generic[ConfigT]):
 
     @property
     def state_dir(self) -> Path:
-        """Absolute state directory."""
-        return (self.root / self.config.state.path).resolve()
+        """Absolute state directory; :class:`StateError` if it (or a parent) is a file."""
+        path = (self.root / self.config.state.path).resolve()
+        for candidate in (path, *path.parents):
+            if candidate.exists():
+                if not candidate.is_dir():
+                    raise StateError(
+                        f"{self.config_path.name}: state.path {self.config.state.path!r} "
+                        f"{'is' if candidate == path else 'is inside'} a file ({candidate}), not a directory; "
+                        "point state.path at a directory"
+                    )
+                break
+        return path
 
     @property
     def models_dir(self) -> Path:

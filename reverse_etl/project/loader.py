@@ -8,19 +8,22 @@ line, the field and the fix, e.g.::
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
-import yaml
 from dotenv import dotenv_values
 from pydantic import ValidationError
 
 from reverse_etl.errors import ConfigError
 from reverse_etl.project.config import ConfigT, Project
+from reverse_etl.project.describe import describe_validation_error
+from reverse_etl.project.literal_secrets import MARKER, refuse_literal_secrets
+from reverse_etl.project.yaml_lines import parse_yaml
+from reverse_etl.redact import register_config_secrets
 
 CONFIG_FILENAME = "syncs.yml"
 
@@ -28,13 +31,6 @@ _TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 _ENV_VAR_CALL = re.compile(
     r"""^env_var\(\s*(['"])(?P<name>[A-Za-z_][A-Za-z0-9_]*)\1\s*(?:,\s*(['"])(?P<default>.*?)\3\s*)?\)$"""
 )
-# Fields that hold secrets: they must come from the environment, never the file.
-_SECRET_PATHS = (
-    ("destination", "api_key"),
-    ("source", "password"),
-    ("source", "private_key_passphrase"),
-)
-_URL_WITH_PASSWORD = re.compile(r"^[a-z0-9+]+://[^/:@]+:[^/@]+@", re.IGNORECASE)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None,
@@ -44,6 +40,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None,
     ``schema`` is the whole file's model: the engine's sections plus the destination's.
 
     ``environ`` defaults to ``.env`` beside the file overlaid by ``os.environ``.
+    The values of the config's secret fields are registered with
+    :func:`reverse_etl.redact.register_secret`, so nothing printed or recorded shows them.
     """
     config_path = Path(path)
     if config_path.is_dir():
@@ -54,33 +52,80 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None,
         )
     root = config_path.parent.resolve()
     if environ is None:
-        dotenv_file = root / ".env"
-        dot = {k: v for k, v in dotenv_values(dotenv_file).items() if v is not None} if dotenv_file.is_file() else {}
-        environ = {**dot, **os.environ}
-    raw = config_path.read_text(encoding="utf-8")
+        environ = {**_read_dotenv(root / ".env"), **os.environ}
+    raw = read_text(config_path)
     rendered = render_env_vars(raw, environ, config_path.name)
     templated = frozenset(i for i, line in enumerate(raw.splitlines()) if _TEMPLATE.search(line))
-    data, lines = _parse_yaml(rendered, config_path.name, templated)
+    data, lines = parse_yaml(rendered, config_path.name, templated)
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path.name}:1: the file must be a mapping with source, destination and syncs")
-    _refuse_literal_secrets(data, lines, raw.splitlines(), config_path.name)
+    marked, _ = parse_yaml(render_env_vars(raw, _Markers(), config_path.name), config_path.name, templated)
+    refuse_literal_secrets(marked, lines, config_path.name)
     try:
         config = schema.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe_validation_error(exc, lines, config_path.name)) from None
+        raise ConfigError(describe_validation_error(exc, lines, config_path.name, schema)) from None
+    register_config_secrets(config)
     return Project(config=config, root=root, config_path=config_path.resolve())
 
 
+def read_text(path: Path, display: str | None = None) -> str:
+    """A UTF-8 text file; :class:`ConfigError` naming the line of the first bad byte.
+
+    ``display`` is the name the message uses (default: the file's name).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{display or path.name}: cannot read ({exc.strerror}); check the path") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{display or path.name}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    text = read_text(path)
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+class _Markers(Mapping[str, str]):
+    """An environment where every variable is set to :data:`MARKER`."""
+
+    def __getitem__(self, key: str) -> str:
+        return MARKER
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 def render_env_vars(text: str, environ: Mapping[str, str], filename: str) -> str:
-    """Replace ``{{ env_var('NAME', 'default') }}`` line by line (keeps line numbers)."""
+    """Replace ``{{ env_var('NAME', 'default') }}`` line by line (keeps line numbers).
+
+    Every variable that is not set (and has no default) is named in one error.
+    """
     out: list[str] = []
+    missing: list[tuple[int, str]] = []
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
 
         def substitute(match: re.Match[str], number: int = number, line: str = line) -> str:
             call = _ENV_VAR_CALL.match(match.group(1))
             if call is None:
+                # A malformed env_var() call may hold a secret default: never quote it.
+                shown = "env_var() call" if "env_var" in match.group(0) else f"template {match.group(0)[:40]!r}"
                 raise ConfigError(
-                    f"{filename}:{number}: unsupported template {match.group(0)!r}; "
+                    f"{filename}:{number}: unsupported {shown}; "
                     "only {{ env_var('NAME') }} or {{ env_var('NAME', 'default') }} is allowed"
                 )
             name, default = call.group("name"), call.group("default")
@@ -89,13 +134,24 @@ def render_env_vars(text: str, environ: Mapping[str, str], filename: str) -> str
             elif default is not None:
                 value = default
             else:
-                raise ConfigError(
-                    f"{filename}:{number}: environment variable {name} is not set; "
-                    f"export {name}=... or add it to .env"
-                )
+                missing.append((number, name))
+                return "missing"
             return _yaml_escaped(value, line, match)
 
         out.append(_TEMPLATE.sub(substitute, line))
+    if len(missing) == 1:
+        number, name = missing[0]
+        raise ConfigError(
+            f"{filename}:{number}: environment variable {name} is not set; "
+            f"export {name}=... or add it to .env"
+        )
+    if missing:
+        names = sorted({name for _, name in missing})
+        where = ", ".join(f"{name} (line {number})" for number, name in missing)
+        raise ConfigError(
+            f"{filename}: environment variables {where} are not set; "
+            f"export {'=... '.join(names)}=... or add them to .env"
+        )
     return "".join(out)
 
 
@@ -136,106 +192,3 @@ def _quote_at(line: str, position: int) -> str | None:
                 quote = None
         i += 1
     return quote
-
-
-# ------------------------------------------------------------------ YAML + lines
-LineMap = dict[tuple[str | int, ...], int]
-
-
-def _parse_yaml(text: str, filename: str, templated_lines: frozenset[int] = frozenset()) -> tuple[Any, LineMap]:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{filename}:{mark.line + 1}" if mark is not None else filename
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if mark is not None and mark.line in templated_lines:
-            # The line held a rendered env_var(): the problem text could quote a secret.
-            problem = "cannot parse the line once its env_var() value is filled in"
-        raise ConfigError(f"{where}: invalid YAML: {problem}; check indentation and quoting") from None
-    lines: LineMap = {}
-    if node is not None:
-        _index_lines(node, (), lines)
-    return data, lines
-
-
-def _index_lines(node: yaml.Node, path: tuple[str | int, ...], lines: LineMap) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = (key_node.value,)
-            lines[path + key] = key_node.start_mark.line + 1
-            _index_lines(value_node, path + key, lines)
-            lines[path + key] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _index_lines(item, (*path, index), lines)
-
-
-def _line_of(path: tuple[str | int, ...], lines: LineMap) -> int:
-    while path and path not in lines:
-        path = path[:-1]
-    return lines.get(path, 1)
-
-
-def _dotted(path: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _refuse_literal_secrets(
-    data: dict[str, Any], lines: LineMap, raw_lines: list[str], filename: str
-) -> None:
-    for section, field in _SECRET_PATHS:
-        block = data.get(section)
-        if isinstance(block, dict) and block.get(field) not in (None, ""):
-            _require_env_var(raw_lines, lines, (section, field), filename)
-    source = data.get("source")
-    url = source.get("url") if isinstance(source, dict) else None
-    if isinstance(url, str) and _URL_WITH_PASSWORD.match(url):
-        _require_env_var(raw_lines, lines, ("source", "url"), filename)
-
-
-def _require_env_var(
-    raw_lines: list[str], lines: LineMap, path: tuple[str, str], filename: str
-) -> None:
-    number = _line_of(path, lines)
-    if "env_var(" not in raw_lines[number - 1]:
-        name = "_".join(path).upper()
-        raise ConfigError(
-            f"{filename}:{number}: {_dotted(path)} is a secret written literally; write "
-            f"\"{{{{ env_var('{name}') }}}}\" and set {name} in the environment or .env"
-        )
-
-
-def _describe_validation_error(exc: ValidationError, lines: LineMap, filename: str) -> str:
-    errors = exc.errors()
-    first = errors[0]
-    # Drop pydantic's union/discriminator tags from the location ("duckdb", "function-after").
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or "-" in p)))
-    loc = _strip_discriminator(loc)
-    kind = first["type"]
-    field = _dotted(loc)
-    if kind == "extra_forbidden":
-        message = f"{field}: unknown field; remove it or check its spelling"
-    elif kind == "missing":
-        message = f"{field}: required field is missing; add it"
-    elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        message = f"{field}: {first['msg']}"
-    else:
-        message = f"{field}: {first['msg']}"
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return f"{filename}:{_line_of(loc, lines)}: {message}{more}"
-
-
-def _strip_discriminator(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
-    # For discriminated unions pydantic inserts the tag value ("duckdb") after "source".
-    cleaned: list[str | int] = []
-    for index, part in enumerate(loc):
-        if index > 0 and loc[index - 1] == "source" and part in ("duckdb", "snowflake", "sqlalchemy") and len(cleaned) == 1:
-            continue
-        cleaned.append(part)
-    return tuple(cleaned)

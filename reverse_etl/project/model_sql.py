@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reverse_etl.errors import ConfigError
+from reverse_etl.project.loader import read_text
 
 _REF = re.compile(r"\{\{\s*ref\(\s*(['\"])(?P<name>[A-Za-z0-9_.-]+)\1\s*\)\s*\}\}")
 _ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
@@ -31,7 +32,8 @@ class ResolvedModel:
     @property
     def fingerprint(self) -> str:
         """Hash of the SQL: a change means the sync's snapshot no longer applies."""
-        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+        # Without the newline that guards a trailing ``-- comment`` (same hash as before it existed).
+        return hashlib.sha256(self.sql.rstrip("\n").encode()).hexdigest()[:16]
 
 
 def resolve_model(models_dir: Path, name: str, *, context: str = "") -> ResolvedModel:
@@ -56,7 +58,7 @@ def _render(models_dir: Path, name: str, stack: tuple[str, ...], context: str) -
         hint = f"did you mean {close[0]!r}?" if close else f"available: {', '.join(known) or 'none'}"
         where = f"{context}: " if context else ""
         raise ConfigError(f"{where}model {name!r} not found: expected {models_dir.name}/{name}.sql ({hint})")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, f"{models_dir.name}/{name}.sql")
 
     def inline(match: re.Match[str]) -> str:
         return "(" + _render(models_dir, match.group("name"), (*stack, name), context) + ")"
@@ -73,8 +75,12 @@ def _render(models_dir: Path, name: str, stack: tuple[str, ...], context: str) -
 
 
 def _strip_sql(sql: str) -> str:
-    # A trailing semicolon breaks inlining as a subquery.
+    # A trailing semicolon breaks inlining as a subquery, and so does a last line
+    # ending in a ``-- comment`` (it would comment out the closing parenthesis):
+    # such SQL ends with a newline, whoever wraps it.
     sql = sql.strip()
     while sql.endswith(";"):
         sql = sql[:-1].rstrip()
+    if "--" in sql.rsplit("\n", 1)[-1]:
+        sql += "\n"
     return sql

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from reverse_etl.redact import redact_value
+
 
 @dataclass
 class RunRecord:
@@ -37,10 +39,10 @@ class Ledger:
         self.path = state_dir / "runs.jsonl"
 
     def append(self, record: RunRecord) -> None:
-        """Add a finished run."""
+        """Add a finished run; every string in it passes through :func:`~reverse_etl.redact.redact`."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as handle:
-            handle.write(orjson.dumps(asdict(record)) + b"\n")
+            handle.write(orjson.dumps(redact_value(asdict(record))) + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
 

@@ -246,8 +246,8 @@ class SyncState:
         ``on_removed`` to users who left the model. Returns what the next run will do
         (None when there was no state).
         """
-        if not self.dir.exists():
-            return None
+        if not self.dir.exists() or all(c.name == "lock" for c in self.dir.iterdir()):
+            return None  # never ran (taking the lock made only the lock file)
         keep: str | None = None
         if not forget_everything:
             try:

@@ -18,6 +18,7 @@ PACKAGE_DIR = Path(reverse_etl.__file__).parent
 
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "redact": 0,
     "project": 1,
     "warehouses": 2,
     "state": 2,

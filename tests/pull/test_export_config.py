@@ -109,7 +109,7 @@ def test_duplicate_export_names_are_refused(tmp_path: Path) -> None:
 def test_unknown_field_in_an_export(tmp_path: Path) -> None:
     root, first = write(tmp_path, GOOD.replace("    format: csv\n", "    formatt: csv\n"))
     assert refused(root).startswith(
-        f"syncs.yml:{first + 13}: exports[0].formatt: unknown field; remove it")
+        f"syncs.yml:{first + 13}: exports[0].formatt: unknown field; did you mean 'format'?")
 
 
 def test_cli_validate_prints_the_line(tmp_path: Path) -> None:
