@@ -12,7 +12,7 @@ Order (and why):
    ``{"statusMessage":"Unauthorized"}``, as documented there); endpoints Insider
    authenticates by body (the consent API) skip this step;
 4. rate limit of the endpoint's family → 429 with Retry-After;
-5. size limit and JSON parsing;
+5. size limit and JSON parsing (a non-JSON ``Content-Type`` is a 400; none is accepted);
 6. the handler, which returns ``(status, payload)``; the request is logged.
 
 The token is compared and forgotten: the log keeps ``"[redacted]"`` in its place (also
@@ -147,7 +147,10 @@ class Pipeline:
                 elif parse_error is not None:
                     outcome = (405, {"error": "Invalid Payload."}, None) if fps else (
                         400, {"error": f"invalid JSON ({parse_error}): bad request"}, None)
-                elif not fps and request.content_type != _JSON:
+                elif (not fps and "Content-Type" in request.headers
+                      and request.content_type != _JSON):
+                    # No Content-Type at all is accepted: Insider's own collection sends
+                    # the identity DELETE without one.
                     outcome = 400, {"error": "Content-Type must be application/json: bad request"}, None
                 else:
                     try:
