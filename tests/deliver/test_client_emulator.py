@@ -281,3 +281,11 @@ def test_injected_transport_is_used(insider_emulator: Emulator) -> None:
     stats = c.deliver(Endpoint.UPSERT, user_chunks(5000), on_result=results)
     assert sorted(results.acked) == list(range(5000))
     assert Counting.calls == stats.requests == 5
+
+
+def test_every_request_names_reverse_etl_in_its_user_agent(insider_emulator: Emulator) -> None:
+    client(insider_emulator.url).deliver(Endpoint.UPSERT, user_chunks(3), on_result=Collector())
+    agents = {e["headers"]["User-Agent"] for e in insider_emulator.requests()}
+    assert len(agents) == 1
+    agent = agents.pop()
+    assert agent.startswith("reverse_etl/") and agent.endswith(" (+Insider One reverse ETL)")

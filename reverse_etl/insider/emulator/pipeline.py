@@ -123,7 +123,8 @@ class Pipeline:
                 "endpoint": endpoint, "status": None, "fault": None,
                 "headers": {"X-PARTNER-NAME": request.headers.get("X-PARTNER-NAME"),
                             "X-REQUEST-TOKEN": "[redacted]"
-                            if "X-REQUEST-TOKEN" in request.headers else None},
+                            if "X-REQUEST-TOKEN" in request.headers else None,
+                            "User-Agent": request.headers.get("User-Agent")},
                 "body": None, "response": None,
             }
             body: Any = None

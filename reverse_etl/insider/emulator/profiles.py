@@ -106,7 +106,7 @@ class ProfileApi:
             if errs:
                 key, messages = next(iter(errs.items()))
                 raise bad_request(f"{key}: {messages[0]}")
-            hits = store.find(identifier_pairs(ids))
+            hits = store.find(identifier_pairs(ids or {}))
             if len(hits) > 1:
                 raise bad_request("identifiers belong to different users")
             found = hits[0] if hits else None
