@@ -34,7 +34,7 @@ def test_yaml_tenant_config_configures_the_emulator(tmp_path: Path) -> None:
 def test_json_tenant_config_names_an_unknown_key(tmp_path: Path) -> None:
     path = tmp_path / "tenant.json"
     path.write_text('{"custom_identifier": ["x"]}')
-    with pytest.raises(ValueError, match="unknown tenant setting.*custom_identifier"):
+    with pytest.raises(ValueError, match=r"unknown tenant setting.*custom_identifier"):
         load_tenant_config(path)
 
 
