@@ -313,13 +313,20 @@ def pull(ctx: click.Context, export: str, force: bool, from_url: str | None, as_
 @click.option("--partner", default="local", show_default=True, help="Partner name the emulator accepts.")
 @click.option("--api-key", envvar="INSIDER_API_KEY", default="local-key", show_default=False,
               help="API key the emulator accepts (default: $INSIDER_API_KEY or 'local-key').")
+@click.option("--tenant-config", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON/YAML file of tenant settings: custom identifiers, PII attributes, "
+                   "forbidden keys, event TTL, rate limits (see the README).")
 @handle_errors
-def emulator(host: str, port: int, partner: str, api_key: str) -> None:
+def emulator(host: str, port: int, partner: str, api_key: str, tenant_config: str | None) -> None:
     """Run the local Insider One emulator (for development and tests)."""
     from reverse_etl.insider.emulator import serve
+    from reverse_etl.insider.emulator.tenant import load_tenant_config
 
     try:
-        serve(host=host, port=port, partner=partner, api_key=api_key)
+        tenant = load_tenant_config(tenant_config) if tenant_config else {}
+        tenant.setdefault("partner", partner)
+        tenant.setdefault("api_key", api_key)
+        serve(host=host, port=port, **tenant)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise UsageError(f"--port {port}: {host}:{port} is already in use; pass --port with a free port") from None

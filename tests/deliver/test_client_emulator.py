@@ -111,7 +111,7 @@ def test_whole_batch_400_is_bisected_to_the_bad_rows(insider_emulator: Emulator)
     )
 
 
-@pytest.mark.parametrize(("key", "status"), [("wrong-key", 401), ("forbidden-key", 403)])
+@pytest.mark.parametrize(("key", "status"), [("wrong-key", 403), ("forbidden-key", 403)])
 def test_refused_credentials_stop_delivery(
     key: str, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -140,7 +140,8 @@ def test_refused_credentials_stop_delivery(
 
 
 def test_unknown_partner_is_an_authentication_error(insider_emulator: Emulator) -> None:
-    with pytest.raises(AuthenticationError, match=r"Partner is invalid.*destination\.partner"):
+    # Insider's reference answers every authentication error with 403 Access Denied.
+    with pytest.raises(AuthenticationError, match=r"403 Access Denied.*destination\.partner"):
         client(insider_emulator.url, partner="other").deliver(
             Endpoint.UPSERT, user_chunks(5), on_result=Collector()
         )
@@ -280,3 +281,11 @@ def test_injected_transport_is_used(insider_emulator: Emulator) -> None:
     stats = c.deliver(Endpoint.UPSERT, user_chunks(5000), on_result=results)
     assert sorted(results.acked) == list(range(5000))
     assert Counting.calls == stats.requests == 5
+
+
+def test_every_request_names_reverse_etl_in_its_user_agent(insider_emulator: Emulator) -> None:
+    client(insider_emulator.url).deliver(Endpoint.UPSERT, user_chunks(3), on_result=Collector())
+    agents = {e["headers"]["User-Agent"] for e in insider_emulator.requests()}
+    assert len(agents) == 1
+    agent = agents.pop()
+    assert agent.startswith("reverse_etl/") and agent.endswith(" (+Insider One reverse ETL)")

@@ -28,7 +28,7 @@ def test_serve_prints_a_banner_and_serves() -> None:
         r = httpx.post(url + UPSERT, json=USERS,
                        headers={"X-PARTNER-NAME": "shop", "X-REQUEST-TOKEN": "k1"})
         assert r.json() == ok(1)
-        assert httpx.post(url + UPSERT, json=USERS, headers=HEADERS).status_code == 400
+        assert httpx.post(url + UPSERT, json=USERS, headers=HEADERS).status_code == 403
         assert httpx.get(url + "/_emulator/counts").json()["users"] == 1
     finally:
         proc.terminate()

@@ -3,7 +3,16 @@
 Whole-request errors Insider does not document use its ``{"error":"<reason>: bad
 request"}`` style (400). Emulator choices on undocumented points:
 
-- identity PATCH and DELETE, user delete and anonymize answer 200 ``{}``;
+- identity PATCH and DELETE, user delete and anonymize answer 200 ``{}`` (documented
+  for user delete and identity PATCH);
+- identity PATCH with old equal to new: 400 ``{"error":"identifier values are the same:
+  bad request"}``; not exactly one identifier on either side: 400 ``{"error":"there must
+  be exactly 1 entry for both new and old identifiers: bad request"}`` (both documented);
+- upsert and attribute delete answer ``"successful": {}`` when no user succeeded and
+  ``{"count": N}`` otherwise (documented); upsert accepts the documented top-level
+  ``skip_hook``, ``error_callback_endpoint`` (an http(s) URL; row errors are also
+  reported synchronously, so nothing is ever posted to it), ``platform`` (a string)
+  and ``not_append`` (a boolean, the default for users without their own flag);
 - an identifier that matches no user (identity PATCH/DELETE, user delete,
   anonymize) answers 404 ``{"error":"no such user for these identifiers: no data"}``
   — the body Insider documents for anonymize, used for all four;
@@ -22,16 +31,26 @@ from typing import Any
 
 from aiohttp import web
 
-from . import admin, export, segments
+from . import admin, export, profiles, segments
 from .pipeline import BadRequest, Outcome, Pipeline, bad_request
 from .state import EmulatorState
 from .store import Profile, identifier_pairs
-from .validation import Errors, check_delete_user, check_identifiers, check_upsert_user
+from .validation import (
+    REQUIRED_EVENT_PARAMS,
+    Errors,
+    check_delete_user,
+    check_identifiers,
+    check_upsert_user,
+)
 
 MAX_USERS = 1000
 NO_SUCH_USER = {"error": "no such user for these identifiers: no data"}
 SOLE_IDENTIFIER = {"error": "you cannot delete the sole identifier specified for a user: "
                             "bad request"}
+
+
+UPSERT_FIELDS = frozenset({"users", "skip_hook", "error_callback_endpoint", "platform",
+                           "not_append"})
 
 
 def _users(body: Any, allowed: frozenset[str]) -> list[Any]:
@@ -40,8 +59,15 @@ def _users(body: Any, allowed: frozenset[str]) -> list[Any]:
     for k in body:
         if k not in allowed:
             raise bad_request(f"unknown field {k}")
-    if "skip_hook" in body and type(body["skip_hook"]) is not bool:
-        raise bad_request("skip_hook must be a boolean")
+    for flag in ("skip_hook", "not_append"):
+        if flag in body and type(body[flag]) is not bool:
+            raise bad_request(f"{flag} must be a boolean")
+    if "platform" in body and (type(body["platform"]) is not str or not body["platform"]):
+        raise bad_request("platform must be a non-empty string")
+    callback = body.get("error_callback_endpoint")
+    if "error_callback_endpoint" in body and (
+            type(callback) is not str or not callback.startswith(("http://", "https://"))):
+        raise bad_request("error_callback_endpoint must be an http(s) URL")
     users: list[Any] = body["users"]
     if len(users) > MAX_USERS:
         raise bad_request(f"users cannot be more than {MAX_USERS}")
@@ -50,7 +76,7 @@ def _users(body: Any, allowed: frozenset[str]) -> list[Any]:
 
 def _result(ok: int, errors: Errors, failed: int) -> dict[str, Any]:
     fail: dict[str, Any] = {"count": failed, "errors": errors} if failed else {}
-    return {"data": {"successful": {"count": ok}, "fail": fail}}
+    return {"data": {"successful": {"count": ok} if ok else {}, "fail": fail}}
 
 
 class UcdApi:
@@ -59,6 +85,10 @@ class UcdApi:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
         self.custom_ids = frozenset(state.options.custom_identifiers)
+        self.required_params = dict(REQUIRED_EVENT_PARAMS)
+        if not state.options.purchase_requires_quantity:
+            self.required_params["purchase"] = tuple(
+                p for p in REQUIRED_EVENT_PARAMS["purchase"] if p != "quantity")
 
     def _finish(self, ok: int, failed: int, errors: Errors) -> Outcome:
         self.state.rows_accepted += ok
@@ -67,12 +97,14 @@ class UcdApi:
 
     async def upsert(self, body: Any, request: web.Request) -> Outcome:
         """POST /api/user/v1/upsert."""
-        users = _users(body, frozenset({"users", "skip_hook"}))
+        users = _users(body, UPSERT_FIELDS)
+        not_append = body.get("not_append") is True
         custom_ids = self.custom_ids
+        required = self.required_params
         faults = self.state.faults
         checked: list[Errors | None] = []
         for i, user in enumerate(users):
-            errs = check_upsert_user(i, user, custom_ids)
+            errs = check_upsert_user(i, user, custom_ids, required)
             if errs is None:
                 value = faults.rejected(user)
                 if value is not None:
@@ -88,7 +120,7 @@ class UcdApi:
             for i, user in enumerate(users):
                 errs = checked[i]
                 if errs is None:
-                    errs = store.upsert(i, user, now)
+                    errs = store.upsert(i, user, now, not_append)
                 if errs is None:
                     ok += 1
                 else:
@@ -144,7 +176,7 @@ class UcdApi:
     def _single(self, ids: dict[str, Any], field: str) -> tuple[str, str]:
         pairs = list(identifier_pairs(ids))
         if len(pairs) != 1:
-            raise bad_request(f"{field} must hold exactly one identifier")
+            raise bad_request("there must be exactly 1 entry for both new and old identifiers")
         return pairs[0]
 
     async def update_identity(self, body: Any, request: web.Request) -> Outcome:
@@ -207,6 +239,7 @@ def create_app(state: EmulatorState) -> web.Application:
                           pipeline.wrap("identity_delete", ucd.delete_identity))
     app.router.add_post("/api/user/v1/delete", pipeline.wrap("user_delete", ucd.delete_user))
     app.router.add_post("/api/user/v1/anonymize", pipeline.wrap("anonymize", ucd.anonymize))
+    profiles.setup(app, state, pipeline, ucd.custom_ids)
     segments.setup(app, state, pipeline)
     export.setup(app, state, pipeline)
     admin.setup(app, state)

@@ -5,13 +5,18 @@ Order (and why):
 1. read the body (so even a faulted request is logged with what was sent);
 2. injected faults: latency, then a dropped connection or a 429/5xx — before
    anything else, so a faulted request has changed nothing and can be retried;
-3. authentication: partner header (exact, lowercase) → 400, token → 401, a key
-   listed in ``forbidden_api_keys`` → 403 (FPS: 401 ``{"statusMessage":"Unauthorized"}``);
+3. authentication: a wrong partner header (exact, lowercase), a wrong token or a key
+   listed in ``forbidden_api_keys`` → 403 ``{"success":false,"message":"Access Denied.
+   You do not have sufficient access to perform this action."}``, the one body Insider's
+   reference documents for an authentication error (FPS: 401
+   ``{"statusMessage":"Unauthorized"}``, as documented there); endpoints Insider
+   authenticates by body (the consent API) skip this step;
 4. rate limit of the endpoint's family → 429 with Retry-After;
-5. size limit and JSON parsing;
+5. size limit and JSON parsing (a non-JSON ``Content-Type`` is a 400; none is accepted);
 6. the handler, which returns ``(status, payload)``; the request is logged.
 
-The token is compared and forgotten: the log keeps ``"[redacted]"`` in its place.
+The token is compared and forgotten: the log keeps ``"[redacted]"`` in its place (also
+for an ``api_key`` field of a JSON body, which PII deletion by profile ID carries).
 """
 
 from __future__ import annotations
@@ -30,13 +35,17 @@ MAX_BODY_BYTES = 5_000_000
 TOO_MANY = {"error": "rejected: too many requests"}
 FAULT_BODIES: dict[int, dict[str, Any]] = {
     429: TOO_MANY,
-    500: {"error": "internal server error (injected by the emulator)"},
+    500: {"success": False,
+          "message": "The request processing has failed because of an unknown error."},
     502: {"error": "bad gateway (injected by the emulator)"},
     503: {"error": "service unavailable (injected by the emulator)"},
     504: {"error": "gateway timeout (injected by the emulator)"},
     520: {"error": "unknown error (injected by the emulator)"},
 }
 _JSON = "application/json"
+ACCESS_DENIED = {"success": False,
+                 "message": "Access Denied. You do not have sufficient access to perform "
+                            "this action."}
 
 Outcome = tuple[int, Any, "dict[str, str] | None"]
 Handler = Callable[[Any, web.Request], Awaitable[Outcome]]
@@ -58,7 +67,10 @@ def bad_request(reason: str) -> BadRequest:
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None
                   ) -> web.Response:
-    """An ``application/json`` response encoded with orjson."""
+    """An ``application/json`` response encoded with orjson (``bytes``: plain text as is)."""
+    if isinstance(payload, bytes):
+        return web.Response(status=status, body=payload, content_type="text/plain",
+                            headers=headers)
     return web.Response(status=status, body=orjson.dumps(payload), content_type=_JSON,
                         headers=headers)
 
@@ -90,18 +102,18 @@ class Pipeline:
             if partner != self._partner or not hmac.compare_digest(token, self._token):
                 return 401, {"statusMessage": "Unauthorized"}, None
             return None
-        if partner != self._partner:
-            return 400, {"success": False, "message": "Partner is invalid."}, None
-        if any(hmac.compare_digest(token, k) for k in self._forbidden):
-            return 403, {"success": False, "message":
-                         "Access Denied. This API key has no permission for this endpoint."}, None
-        if not hmac.compare_digest(token, self._token):
-            return 401, {"success": False, "message": "Partner token authentication failed."}, None
+        if (partner != self._partner
+                or any(hmac.compare_digest(token, k) for k in self._forbidden)
+                or not hmac.compare_digest(token, self._token)):
+            return 403, ACCESS_DENIED, None
         return None
 
-    def wrap(self, endpoint: str, handler: Handler, *, fps: bool = False,
+    def wrap(self, endpoint: str, handler: Handler, *, fps: bool = False, auth: bool = True,
              max_body: int = MAX_BODY_BYTES) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """An aiohttp handler running ``handler(body, request)`` behind the pipeline."""
+        """An aiohttp handler running ``handler(body, request)`` behind the pipeline.
+
+        ``auth=False``: no header authentication (the handler checks the body).
+        """
         state = self.state
 
         async def run(request: web.Request) -> web.StreamResponse:
@@ -111,7 +123,8 @@ class Pipeline:
                 "endpoint": endpoint, "status": None, "fault": None,
                 "headers": {"X-PARTNER-NAME": request.headers.get("X-PARTNER-NAME"),
                             "X-REQUEST-TOKEN": "[redacted]"
-                            if "X-REQUEST-TOKEN" in request.headers else None},
+                            if "X-REQUEST-TOKEN" in request.headers else None,
+                            "User-Agent": request.headers.get("User-Agent")},
                 "body": None, "response": None,
             }
             body: Any = None
@@ -121,12 +134,13 @@ class Pipeline:
             else:
                 try:
                     body = orjson.loads(raw) if raw else None
-                    entry["body"] = body
+                    entry["body"] = ({**body, "api_key": "[redacted]"}
+                                     if type(body) is dict and "api_key" in body else body)
                 except orjson.JSONDecodeError as exc:
                     parse_error = str(exc)
                     entry["body"] = {"_unparsed": raw[:500].decode("utf-8", "replace")}
             entry["skip_hook"] = body.get("skip_hook") if type(body) is dict else None
-            outcome = await self._pre(request, endpoint, entry, fps)
+            outcome = await self._pre(request, endpoint, entry, fps, auth)
             if outcome is None:
                 if len(raw) > max_body:
                     outcome = 400, {"error": "request body is bigger than maximum allowed "
@@ -134,7 +148,10 @@ class Pipeline:
                 elif parse_error is not None:
                     outcome = (405, {"error": "Invalid Payload."}, None) if fps else (
                         400, {"error": f"invalid JSON ({parse_error}): bad request"}, None)
-                elif not fps and request.content_type != _JSON:
+                elif (not fps and "Content-Type" in request.headers
+                      and request.content_type != _JSON):
+                    # No Content-Type at all is accepted: Insider's own collection sends
+                    # the identity DELETE without one.
                     outcome = 400, {"error": "Content-Type must be application/json: bad request"}, None
                 else:
                     try:
@@ -152,7 +169,7 @@ class Pipeline:
         return run
 
     async def _pre(self, request: web.Request, endpoint: str, entry: dict[str, Any],
-                   fps: bool) -> Outcome | None:
+                   fps: bool, auth: bool = True) -> Outcome | None:
         state = self.state
         with state.lock:
             decision = state.faults.decide(endpoint)
@@ -169,7 +186,7 @@ class Pipeline:
                 if decision.status == 429:
                     headers = {"Retry-After": str(state.faults.config.retry_after)}
                 return decision.status, FAULT_BODIES[decision.status], headers
-        denied = self._auth(request, fps)
+        denied = self._auth(request, fps) if auth else None
         if denied is not None:
             return denied
         with state.lock:

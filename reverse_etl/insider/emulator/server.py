@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from .app import create_app
 from .state import EmulatorOptions, EmulatorState, SegmentPredicate
+from .tenant import load_tenant_config
 
 
 def tune_gc_for_throughput() -> None:
@@ -45,7 +47,10 @@ class Emulator:
     seconds, for TTL, export days and link expiry), ``fps_callback_delay`` and
     ``export_delay`` (seconds before the callback/hook), ``fps_max_file_bytes``,
     ``dynamic_segments`` ({segment_id: None or predicate(profile dict)}) and
-    ``pii_attributes`` (extra attributes removed by anonymize) and ``tune_gc``
+    ``pii_attributes`` (extra attributes removed by anonymize),
+    ``purchase_requires_quantity`` (default ``True``: the parameter table's strict
+    reading; ``False``: as a saved example of the reference behaves),
+    ``profile_quota`` (profile-read units per minute, default 1,000) and ``tune_gc``
     (apply :func:`tune_gc_for_throughput` to this process when starting: for
     in-process benchmarks; it changes the process-wide GC thresholds).
     """
@@ -70,6 +75,8 @@ class Emulator:
         export_delay: float = 0.0,
         dynamic_segments: Mapping[int, SegmentPredicate] | None = None,
         pii_attributes: Iterable[str] = (),
+        purchase_requires_quantity: bool = True,
+        profile_quota: float = 1000.0,
         tune_gc: bool = False,
     ) -> None:
         options = EmulatorOptions(
@@ -78,7 +85,8 @@ class Emulator:
             custom_identifiers=tuple(custom_identifiers), request_log_limit=request_log_limit,
             forbidden_api_keys=tuple(forbidden_api_keys), clock=clock,
             fps_callback_delay=fps_callback_delay, fps_max_file_bytes=fps_max_file_bytes,
-            export_delay=export_delay, pii_attributes=tuple(pii_attributes))
+            export_delay=export_delay, pii_attributes=tuple(pii_attributes),
+            purchase_requires_quantity=purchase_requires_quantity, profile_quota=profile_quota)
         if dynamic_segments is not None:
             options.dynamic_segments = dict(dynamic_segments)
         self.host = host
@@ -88,6 +96,11 @@ class Emulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+
+    @classmethod
+    def from_tenant_config(cls, path: str | Path, **overrides: Any) -> Emulator:
+        """An emulator with the tenant settings of a JSON/YAML file (see ``tenant.py``)."""
+        return cls(**{**load_tenant_config(path), **overrides})
 
     # -- lifecycle ----------------------------------------------------------------
     @property
@@ -203,6 +216,17 @@ class Emulator:
         """Raw exports produced."""
         return self.state.export_list()
 
+    def add_profile(self, insider_id: str, identifiers: Mapping[str, Any] | None = None,
+                    attributes: Mapping[str, Any] | None = None) -> None:
+        """Create a profile with a given insider_id (tenant data that exists before a test).
+
+        ``identifiers`` as in an upsert (``{"email": ..., "custom": {...}}``);
+        ``attributes`` default ones at the root, custom ones under ``custom``.
+        """
+        with self.state.lock:
+            self.state.store.add_profile(insider_id, dict(identifiers or {}),
+                                         dict(attributes or {}))
+
     def reset(self) -> None:
         """Forget all profiles, logs, counters, segments, exports (options stay)."""
         self.state.reset()
@@ -257,10 +281,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-key", default="test-key")
     parser.add_argument("--request-log-limit", type=int, default=1000,
                         help="requests kept in the inspection log (default 1000)")
+    parser.add_argument("--tenant-config", default=None,
+                        help="JSON/YAML file of tenant settings (custom identifiers, PII "
+                             "attributes, forbidden keys, event TTL, rate limits, ...)")
     args = parser.parse_args(argv)
     try:
-        serve(args.host, args.port, args.partner, args.api_key,
-              request_log_limit=args.request_log_limit)
+        tenant = load_tenant_config(args.tenant_config) if args.tenant_config else {}
+        tenant.setdefault("partner", args.partner)
+        tenant.setdefault("api_key", args.api_key)
+        serve(args.host, args.port, request_log_limit=args.request_log_limit, **tenant)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc

@@ -45,6 +45,8 @@ class EmulatorOptions:
     dynamic_segments: Mapping[int, SegmentPredicate] = field(
         default_factory=lambda: {123456789: None})
     pii_attributes: tuple[str, ...] = ()
+    purchase_requires_quantity: bool = True
+    profile_quota: float = 1000.0
 
     def __post_init__(self) -> None:
         if not self.partner or self.partner != self.partner.lower():
@@ -88,6 +90,9 @@ class EmulatorState:
         self.segments: dict[str, dict[str, Any]] = {}
         self.exports: dict[str, dict[str, Any]] = {}
         self.export_days: set[str] = set()
+        # Profile-read quota spent: (time, cost) within the last minute; consents by udid.
+        self.profile_quota_spent: deque[tuple[float, float]] = deque()
+        self.consents: dict[str, bool] = {}
 
     def now(self) -> float:
         """Epoch seconds from the injectable clock."""

@@ -6,8 +6,10 @@ Choices where insider-api.md leaves room (all documented in the README section):
   (``users.<i>.identifiers.*.conflict``) instead of a silent merge.
 - Upsert adds identifier kinds a profile lacks; it never changes an existing value
   (a different value for an existing kind is ignored, as Insider does).
-- Arrays append without de-duplication (Insider appends); ``not_append`` replaces
-  every array of that user object.
+- Arrays append without de-duplication (Insider appends); ``not_append: true`` or
+  ``append: false`` (per user, or ``not_append`` at the top of the request) replaces
+  every array of that user object; a user's ``append`` wins over its ``not_append``
+  (documented), a user's flag over the request's.
 - The custom-attribute cap counts distinct custom attribute names ever stored in
   the tenant; deleting an attribute does not free its slot.
 - Deleting or partially deleting an attribute a profile does not hold succeeds (so a
@@ -114,8 +116,29 @@ class ProfileStore:
             return "identifiers belong to different users"
         return found[0] if found else None
 
+    def add_profile(self, insider_id: str, ids: dict[str, Any], attributes: dict[str, Any]
+                    ) -> Profile:
+        """Create a profile with a chosen id (tenant data that predates the test)."""
+        if insider_id in self.by_id:
+            raise ValueError(f"a profile {insider_id!r} exists already")
+        pairs = list(identifier_pairs(ids))
+        taken = [p for p in pairs if p in self.index]
+        if taken:
+            raise ValueError(f"identifier {taken[0][0]}={taken[0][1]} belongs to another profile")
+        profile = Profile(insider_id)
+        self.by_id[insider_id] = profile
+        for kind, value in pairs:
+            profile.ids[kind] = value
+            self.index[(kind, value)] = profile
+        custom = attributes.pop("custom", None) or {}
+        profile.attributes.update(attributes)
+        profile.custom.update(custom)
+        self.custom_names.update(custom)
+        return profile
+
     # -- upsert -----------------------------------------------------------------
-    def upsert(self, i: int, user: dict[str, Any], now: float) -> Errors | None:
+    def upsert(self, i: int, user: dict[str, Any], now: float,
+               request_not_append: bool = False) -> Errors | None:
         """Apply one validated user object; row errors leave the store unchanged."""
         ids = user.get("identifiers") or {}
         # Without custom identifiers (the common case) the pairs are the items themselves.
@@ -152,7 +175,12 @@ class ProfileStore:
             if kind not in pids:
                 pids[kind] = value
                 index[(kind, value)] = profile
-        replace = user.get("not_append") is True
+        if "append" in user:
+            replace = user["append"] is False
+        elif "not_append" in user:
+            replace = user["not_append"] is True
+        else:
+            replace = request_not_append
         if attrs:
             stored = profile.attributes
             for k, v in attrs.items():
@@ -177,8 +205,14 @@ class ProfileStore:
 
     # -- attribute delete -------------------------------------------------------
     def delete_attributes(self, i: int, user: dict[str, Any]) -> Errors | None:
-        """Apply one validated attribute-delete user object (§2)."""
-        found = self.find_one(user["identifiers"])
+        """Apply one validated attribute-delete user object (§2), by identifiers or insider_id."""
+        found: Profile | str | None
+        if "insider_id" in user:
+            found = self.by_id.get(user["insider_id"])
+            if found is None:
+                return {f"users.{i}.insider_id.exists": [f"no such user: {user['insider_id']}"]}
+        else:
+            found = self.find_one(user["identifiers"])
         if isinstance(found, str):
             return {f"users.{i}.identifiers.*.conflict": [found]}
         if found is None:

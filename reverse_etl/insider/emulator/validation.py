@@ -2,17 +2,25 @@
 
 Each ``check_*`` function validates one user object of a request and returns
 ``None`` when it is valid, else a dict of Insider-style errors. Error keys follow
-the documented shape ``users.<i>.<field path>.<rule>``; the one key Insider documents
-is reproduced byte for byte::
+the documented shape ``users.<i>.<field path>.<rule>``. The keys and messages Insider
+documents (its API reference's saved examples) are reproduced byte for byte::
 
     users.<i>.identifiers.*.regexp(^.+@.+\\..+$)      not a valid email address: <v>
+    users.<i>.identifiers.*.regexp(^\\+[1-9]\\d{6,14}$)  user has an invalid phone number: <v>
+    users.<i>.identifiers.*.type(string)              uuid must be string: <v>
+    users.<i>.identifiers.*.in(defaults_column)       key must be one of phone_number(pn), ...
+    users.<i>.identifiers.required  +  users.<i>.insider_id.required
+                                                      either insider_id or idenifiers must be specified
+    users.<i>.events.<j>.event_name.*.regexp(^[a-z0-9][a-zA-Z0-9._-]*$)
+                                                      invalid event name: <name>
+    users.<i>.events.<j>.event_params.*.required      <p> parameter is required on <event> event
+
+(``idenifiers`` is Insider's spelling.) Event names are checked lowercase-only although
+the key shows the published pattern: Insider's saved example rejects ``homepageView``.
 
 The emulator's other keys (its own, consistent choice)::
 
-    users.<i>.identifiers.*.regexp(^\\+[1-9]\\d{6,14}$)  not a valid phone number: <v>
-    users.<i>.identifiers.uuid.type(string)           uuid must be a non-empty string
     users.<i>.identifiers.custom.<n>.unknown          not a configured custom identifier
-    users.<i>.identifiers.required                    identifiers (or insider_id) missing
     users.<i>.required(attributes|events)             neither attributes nor events
     users.<i>.<field>.unknown                         unknown field in the user object
     users.<i>.attributes.<n>.default                  custom attribute at the root
@@ -21,9 +29,7 @@ The emulator's other keys (its own, consistent choice)::
     users.<i>.attributes.birthday.rfc3339(utc)        birthday not RFC3339 with Z
     users.<i>.attributes.custom.<n>.regexp(^[a-z][a-z0-9_]*$)   bad custom name
     users.<i>.attributes.custom.<n>.type              object/null/array of objects...
-    users.<i>.events.<j>.event_name.regexp(...)       bad event name
     users.<i>.events.<j>.timestamp.rfc3339            missing/invalid timestamp
-    users.<i>.events.<j>.event_params.<p>.required    purchase/cart_page_view needs
     users.<i>.events.<j>.event_params.<p>.type(<t>)   wrong type for a standard param
     users.<i>.events.<j>.event_params.<p>.default     custom param at the root
 
@@ -47,6 +53,9 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 EMAIL_PATTERN = r"^.+@.+\..+$"
 PHONE_PATTERN = r"^\+[1-9]\d{6,14}$"
 EVENT_NAME_PATTERN = r"^[a-z0-9][a-zA-Z0-9._-]*$"
+"""The pattern Insider publishes (and names in its error key)."""
+EVENT_NAME_ENFORCED = r"^[a-z0-9][a-z0-9._-]*$"
+"""What Insider enforces: its saved example "Invalid event name" rejects ``homepageView``."""
 COUNTRY_PATTERN = r"^[A-Z]{2}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(_[A-Z]{2})?$"
@@ -56,7 +65,7 @@ LANGUAGE_PATTERN = r"^[a-z]{2,3}(_[A-Z]{2})?$"
 _name_ok = re.compile(NAME_PATTERN, re.ASCII).fullmatch
 _email_ok = re.compile(EMAIL_PATTERN, re.ASCII).fullmatch
 _phone_ok = re.compile(PHONE_PATTERN, re.ASCII).fullmatch
-_event_ok = re.compile(EVENT_NAME_PATTERN, re.ASCII).fullmatch
+_event_ok = re.compile(EVENT_NAME_ENFORCED, re.ASCII).fullmatch
 _country_ok = re.compile(COUNTRY_PATTERN, re.ASCII).fullmatch
 _currency_ok = re.compile(CURRENCY_PATTERN, re.ASCII).fullmatch
 _language_ok = re.compile(LANGUAGE_PATTERN, re.ASCII).fullmatch
@@ -65,7 +74,8 @@ _rfc3339_ok = re.compile(
 ).fullmatch
 _rfc3339_utc_ok = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$", re.ASCII).fullmatch
 
-USER_KEYS = frozenset({"identifiers", "insider_id", "attributes", "events", "not_append"})
+USER_KEYS = frozenset({"identifiers", "insider_id", "attributes", "events", "not_append",
+                       "append"})
 IDENTIFIER_KINDS = ("uuid", "email", "phone_number")
 EVENT_KEYS = frozenset({"event_name", "timestamp", "event_params"})
 
@@ -76,6 +86,10 @@ DEFAULT_ATTRIBUTES: dict[str, str] = {
     "email": "str", "phone_number": "str", "email_optin": "bool", "sms_optin": "bool",
     "whatsapp_optin": "bool", "gdpr_optin": "bool", "static_segment_id": "ints",
     "list_id": "ints", "lo": "str",
+    # Device attributes Insider's own Segment destination sends at the root, and
+    # app_version, which the reference deletes as a default attribute.
+    "app_version": "str", "last_ip": "str", "timezone": "str", "locale": "str",
+    "idfa": "str", "model": "str", "carrier": "str", "os_version": "str", "platform": "str",
 }
 ARRAY_DEFAULT_ATTRIBUTES = frozenset({"static_segment_id", "list_id"})
 STANDARD_EVENT_PARAMS: dict[str, str] = {
@@ -86,6 +100,8 @@ STANDARD_EVENT_PARAMS: dict[str, str] = {
     "promotion_name": "str", "promotion_discount": "num", "referrer": "str",
     "campaign_id": "str", "campaign_name": "str", "user_agent": "str",
 }
+UNKNOWN_IDENTIFIER = "key must be one of phone_number(pn), email(em) or uuid"
+NO_IDENTIFIERS = "either insider_id or idenifiers must be specified"  # Insider's spelling
 REQUIRED_EVENT_PARAMS: dict[str, tuple[str, ...]] = {
     "purchase": ("event_group_id", "currency", "unit_sale_price", "quantity"),
     "cart_page_view": ("event_group_id", "currency", "unit_sale_price"),
@@ -178,8 +194,7 @@ def check_identifiers(
     for k, v in ids.items():
         if k == "uuid":
             if type(v) is not str or not v:
-                errors = _add(errors, f"{prefix}.uuid.type(string)",
-                              f"uuid must be a non-empty string: {v!r}")
+                errors = _add(errors, f"{prefix}.*.type(string)", f"uuid must be string: {v}")
         elif k == "email":
             if type(v) is not str or not _email_ok(v):
                 errors = _add(errors, f"{prefix}.*.regexp({EMAIL_PATTERN})",
@@ -187,7 +202,7 @@ def check_identifiers(
         elif k == "phone_number":
             if type(v) is not str or not _phone_ok(v):
                 errors = _add(errors, f"{prefix}.*.regexp({PHONE_PATTERN})",
-                              f"not a valid phone number: {v}")
+                              f"user has an invalid phone number: {v}")
         elif k == "custom":
             if type(v) is not dict or not v:
                 errors = _add(errors, f"{prefix}.custom.type(object)",
@@ -201,7 +216,7 @@ def check_identifiers(
                     errors = _add(errors, f"{prefix}.custom.{name}.type(string)",
                                   f"custom identifier must be a non-empty string: {cv!r}")
         else:
-            errors = _add(errors, f"{prefix}.{k}.unknown", f"unknown identifier: {k}")
+            errors = _add(errors, f"{prefix}.*.in(defaults_column)", UNKNOWN_IDENTIFIER)
     return errors
 
 
@@ -268,7 +283,8 @@ def _check_attributes(prefix: str, attrs: Any, errors: Errors | None) -> Errors 
     return errors
 
 
-def _check_event(prefix: str, ev: Any, errors: Errors | None) -> Errors | None:
+def _check_event(prefix: str, ev: Any, errors: Errors | None,
+                 required_params: dict[str, tuple[str, ...]]) -> Errors | None:
     if type(ev) is not dict:
         return _add(errors, f"{prefix}.type(object)", "event must be an object")
     for k in ev:
@@ -276,8 +292,8 @@ def _check_event(prefix: str, ev: Any, errors: Errors | None) -> Errors | None:
             errors = _add(errors, f"{prefix}.{k}.unknown", f"unknown field: {k}")
     name = ev.get("event_name")
     if type(name) is not str or not _event_ok(name):
-        errors = _add(errors, f"{prefix}.event_name.regexp({EVENT_NAME_PATTERN})",
-                      f"not a valid event name: {name}")
+        errors = _add(errors, f"{prefix}.event_name.*.regexp({EVENT_NAME_PATTERN})",
+                      f"invalid event name: {name}")
     ts = ev.get("timestamp")
     if ts is None:
         errors = _add(errors, f"{prefix}.timestamp.required", "timestamp is required")
@@ -302,26 +318,43 @@ def _check_event(prefix: str, ev: Any, errors: Errors | None) -> Errors | None:
         elif k == "currency" and not _currency_ok(v):
             errors = _add(errors, f"{pp}.currency.regexp({CURRENCY_PATTERN})",
                           f"not an ISO 4217 currency code: {v}")
-    for required in REQUIRED_EVENT_PARAMS.get(name, ()) if type(name) is str else ():
+    for required in required_params.get(name, ()) if type(name) is str else ():
         if required not in params:
-            errors = _add(errors, f"{pp}.{required}.required",
-                          f"{name} requires event_params.{required}")
+            errors = _add(errors, f"{pp}.*.required",
+                          f"{required} parameter is required on {name} event")
     return errors
 
 
-def check_upsert_user(i: int, user: Any, custom_identifiers: Collection[str]) -> Errors | None:
-    """Validate the i-th user object of an upsert request (§1, §8)."""
+def _check_who(i: int, user: dict[str, Any], custom_identifiers: Collection[str],
+               errors: Errors | None) -> Errors | None:
+    """``identifiers`` or ``insider_id``: at least one, each well formed."""
+    ids = user.get("identifiers")
+    if ids is None and "insider_id" not in user:
+        errors = _add(errors, f"users.{i}.identifiers.required", NO_IDENTIFIERS)
+        return _add(errors, f"users.{i}.insider_id.required", NO_IDENTIFIERS)
+    if ids is not None:
+        errors = check_identifiers(f"users.{i}.identifiers", ids, custom_identifiers, errors)
+    if "insider_id" in user and (type(user["insider_id"]) is not str or not user["insider_id"]):
+        errors = _add(errors, f"users.{i}.insider_id.type(string)", "insider_id must be a string")
+    return errors
+
+
+def check_upsert_user(i: int, user: Any, custom_identifiers: Collection[str],
+                      required_params: dict[str, tuple[str, ...]] | None = None
+                      ) -> Errors | None:
+    """Validate the i-th user object of an upsert request (§1, §8).
+
+    ``required_params``: event name -> parameters it requires (default
+    :data:`REQUIRED_EVENT_PARAMS`; a tenant setting may relax purchase's quantity).
+    """
+    required = REQUIRED_EVENT_PARAMS if required_params is None else required_params
     if type(user) is not dict:
         return {f"users.{i}.type(object)": ["user must be an object"]}
     errors: Errors | None = None
     for k in user:
         if k not in USER_KEYS:
             errors = _add(errors, f"users.{i}.{k}.unknown", f"unknown field: {k}")
-    ids = user.get("identifiers")
-    if ids is not None or "insider_id" not in user:
-        errors = check_identifiers(f"users.{i}.identifiers", ids, custom_identifiers, errors)
-    if "insider_id" in user and (type(user["insider_id"]) is not str or not user["insider_id"]):
-        errors = _add(errors, f"users.{i}.insider_id.type(string)", "insider_id must be a string")
+    errors = _check_who(i, user, custom_identifiers, errors)
     attrs = user.get("attributes")
     events = user.get("events")
     if not attrs and not events:
@@ -334,10 +367,11 @@ def check_upsert_user(i: int, user: Any, custom_identifiers: Collection[str]) ->
             errors = _add(errors, f"users.{i}.events.type(array)", "events must be an array")
         else:
             for j, ev in enumerate(events):
-                errors = _check_event(f"users.{i}.events.{j}", ev, errors)
-    na = user.get("not_append")
-    if na is not None and type(na) is not bool:
-        errors = _add(errors, f"users.{i}.not_append.type(boolean)", "not_append must be a boolean")
+                errors = _check_event(f"users.{i}.events.{j}", ev, errors, required)
+    for flag in ("not_append", "append"):
+        value = user.get(flag)
+        if value is not None and type(value) is not bool:
+            errors = _add(errors, f"users.{i}.{flag}.type(boolean)", f"{flag} must be a boolean")
     return errors
 
 
@@ -374,10 +408,9 @@ def check_delete_user(i: int, user: Any, custom_identifiers: Collection[str]) ->
         return {f"users.{i}.type(object)": ["user must be an object"]}
     errors: Errors | None = None
     for k in user:
-        if k not in ("identifiers", "whole", "partial", "custom"):
+        if k not in ("identifiers", "insider_id", "whole", "partial", "custom"):
             errors = _add(errors, f"users.{i}.{k}.unknown", f"unknown field: {k}")
-    errors = check_identifiers(f"users.{i}.identifiers", user.get("identifiers"),
-                               custom_identifiers, errors)
+    errors = _check_who(i, user, custom_identifiers, errors)
     if "whole" in user:
         errors = _check_names(f"users.{i}.whole", user["whole"], True, errors)
     if "partial" in user:

@@ -30,6 +30,7 @@ from reverse_etl.insider.http.endpoints import Endpoint, build_limiters
 from reverse_etl.insider.http.responses import Kind, Verdict, judge, shorten
 from reverse_etl.insider.http.results import BatchResult, DeliveryStats
 from reverse_etl.insider.http.retrying import RetryableError, make_retrying
+from reverse_etl.insider.http.useragent import USER_AGENT
 
 log = logging.getLogger("reverse_etl.insider.http")
 
@@ -127,6 +128,7 @@ class InsiderClient:
             "X-PARTNER-NAME": config.partner,
             "X-REQUEST-TOKEN": config.api_key.get_secret_value(),
             "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
         }
 
         # Loading the CA bundle costs ~25 ms: once per delivery, not per lane.

@@ -16,6 +16,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from reverse_etl.errors import DeliveryError, TransientError
+from reverse_etl.insider.http.useragent import USER_AGENT
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
 """``(stage, done, total)``: bytes downloaded so far and the size when known."""
@@ -74,7 +75,7 @@ def download_file(url: str, target: Path, *, export: str, timeout: float = 60.0,
                         wait=wait_exponential(multiplier=0.5, max=8), reraise=True)
     try:
         with httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=True,
-                          transport=transport) as client:
+                          headers={"User-Agent": USER_AGENT}, transport=transport) as client:
             return retrying(_fetch_once, client, url, target, export, progress)
     except TransientError as exc:
         raise DeliveryError(f"export {export!r}: downloading {_redacted(url)} failed after "

@@ -21,6 +21,7 @@ from tenacity import (
 
 from reverse_etl.errors import AuthenticationError, DeliveryError, TransientError
 from reverse_etl.insider.config import InsiderDestinationConfig
+from reverse_etl.insider.http.useragent import USER_AGENT
 from reverse_etl.insider.pull.config import ExportConfig
 
 from .guard import describe_wait
@@ -91,7 +92,7 @@ def send_request(destination: InsiderDestinationConfig, export: ExportConfig,
     url = destination.api_base_url + EXPORT_PATH
     headers = {"X-PARTNER-NAME": destination.partner,
                "X-REQUEST-TOKEN": destination.api_key.get_secret_value(),
-               "Content-Type": "application/json"}
+               "Content-Type": "application/json", "User-Agent": USER_AGENT}
     retrying = Retrying(retry=retry_if_exception_type(TransientError),
                         stop=stop_after_attempt(ATTEMPTS),
                         wait=wait_exponential(multiplier=0.5, max=8), reraise=True)

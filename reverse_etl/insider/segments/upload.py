@@ -15,6 +15,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from reverse_etl.errors import AuthenticationError, ConfigError, DeliveryError, Transient
 from reverse_etl.insider.config import InsiderDestinationConfig
 from reverse_etl.insider.http.responses import parse_retry_after
+from reverse_etl.insider.http.useragent import USER_AGENT
 
 UPLOAD_PATH = "/fps/v1/upload"
 
@@ -56,7 +57,8 @@ def upload_segment(destination: InsiderDestinationConfig, body: dict[str, str], 
                 return min(after, RETRY_AFTER_CAP)
         return float(min(0.5 * 2 ** (state.attempt_number - 1), 8.0))
 
-    with httpx.Client(timeout=destination.timeout_seconds, transport=transport, trust_env=False) as client:
+    with httpx.Client(timeout=destination.timeout_seconds, transport=transport, trust_env=False,
+                      headers={"User-Agent": USER_AGENT}) as client:
 
         def attempt() -> httpx.Response:
             nonlocal reached
