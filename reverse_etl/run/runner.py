@@ -31,8 +31,8 @@ from reverse_etl.run.destination import ModelResolver, Sender, SyncMode, SyncSpe
 from reverse_etl.run.events import Hooks, RowsSent, StageFinished
 from reverse_etl.run.outcome import fail
 from reverse_etl.run.results import SyncResult
-from reverse_etl.state import SyncState
 from reverse_etl.state.store import Pending
+from reverse_etl.state.stores import open_sync_state
 from reverse_etl.warehouses.base import Source
 
 __all__ = ["SyncRunner", "sync_fingerprint"]
@@ -61,7 +61,7 @@ class SyncRunner:
         self.source = source
         self.sender_factory = sender_factory
         self.hooks = hooks or Hooks()
-        self.state = SyncState(state_dir, sync.name)
+        self.state = open_sync_state(state_dir, state_config, sync.name)
         self.mode = mode
         self.model = model = mode.prepare_model(model, resolve)  # e.g. audience columns
         self.tracked = mode.tracked
@@ -105,7 +105,7 @@ class SyncRunner:
         records the run however it ends.
         """
         self.state.prepare()
-        with self.state.lock():
+        with self.state.lock(result.run_id):
             con = self._engine()
             try:
                 self._run_locked(con, result, full_refresh)
@@ -130,7 +130,7 @@ class SyncRunner:
             fail(result, "refused", f"sync {self.sync.name!r} halted before sending: row with key {key!r} is "
                  f"invalid ({reason}); fix it or set options.skip_invalid_records: true")
             return  # nothing sent, nothing committed
-        pending_path, journal_path = self.state.pending_paths(result.run_id)
+        pending_path, _ = self.state.pending_paths(result.run_id)
         t0 = time.perf_counter()
         if result.counts["to_send"]:
             # The change set is on disk before the first request: a crash can be folded later.
@@ -146,7 +146,7 @@ class SyncRunner:
             self.hooks.emit(RowsSent(sync=result.sync, run_id=result.run_id, done=done, total=total))
 
         delivery = deliver_changes(con, self.sync.name, self.mode.lanes, self.sender_factory,
-                                   journal_path, progress)
+                                   lambda: self.state.journal(result.run_id), progress)
         self._stage(result, "deliver", t0)
         result.requests = delivery.requests
         result.counts["acked"] = delivery.acked_count
