@@ -15,9 +15,8 @@ naming the URL, never a secret.
 from __future__ import annotations
 
 import builtins
-
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +55,8 @@ class ObjectStore:
                 raise ConfigError(f"state path {self.url}: object-store state needs the `state` extra "
                                   "(pip install 'reverse_etl[state]')") from exc
             try:
-                self._store = from_url(self.url, client_options={"timeout": "60s",
-                                                                 "connect_timeout": "10s"})
+                self._store = from_url(self.url, retry_config={
+                    "max_retries": 3, "retry_timeout": timedelta(seconds=20)})
             except Exception as exc:
                 raise StateError(f"state store {self.url} cannot be used: {_reason(exc)}") from exc
         return self._store
@@ -137,7 +136,7 @@ class ObjectStore:
 def _reason(exc: BaseException) -> str:
     """A short, secret-free reason: the error's kind and, for HTTP, its status."""
     text = str(exc)
-    for marker in ("Connection refused", "dns error", "timed out", "builder error", "403", "404",
+    for marker in ("error sending request", "Connection refused", "dns error", "timed out", "builder error", "403", "404",
                    "401", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
         if marker.lower() in text.lower():
             return f"{type(exc).__name__}: {marker}"

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from reverse_etl.errors import LockedError
+from reverse_etl.errors import LockedError, StateError
 from reverse_etl.state.objectstore import Conflict, ObjectStore
 
 LOCAL_ONLY = {"lock", "tmp"}
@@ -191,3 +191,45 @@ def _write_or_remove(path: Path, data: bytes | None) -> None:
 def _sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def upload_dir(store: ObjectStore, sync_name: str, local: Path) -> int:
+    """Publish a local sync state directory as a fresh object-store state (``state copy``).
+
+    Data files and the pending change set first, each journal line as its own
+    numbered object, ``meta.json`` last and only if the destination has none
+    (else :class:`~reverse_etl.errors.StateError`). Returns the objects written.
+    """
+    prefix = f"{sync_name}/"
+    if store.get(prefix + "meta.json") is not None:
+        raise StateError(f"{store.url}/{sync_name} already holds state; copy into an empty prefix")
+    written = 0
+    files = sorted(p for p in local.iterdir() if p.is_file() and p.name not in LOCAL_ONLY
+                   and p.name != "meta.json" and not p.name.endswith((".tmp", ".part")))
+    files.sort(key=lambda p: p.name == "pending.json")  # the change set before its declaration
+    for path in files:
+        if path.name.startswith("journal-") and path.suffix == ".jsonl":
+            run_id = path.name.removeprefix("journal-").removesuffix(".jsonl")
+            lines = [line for line in path.read_bytes().splitlines() if _complete(line)]
+            for seq, line in enumerate(lines):
+                store.put(f"{prefix}journal-{run_id}/{seq:08d}.json", line + b"\n", create=True)
+                written += 1
+        else:
+            store.put(prefix + path.name, path)
+            written += 1
+    if (local / "meta.json").exists():
+        try:
+            store.put(prefix + "meta.json", (local / "meta.json").read_bytes(), create=True)
+        except Conflict as exc:
+            raise StateError(f"{store.url}/{sync_name} already holds state; copy into an empty prefix") from exc
+        written += 1
+    return written
+
+
+def _complete(line: bytes) -> bool:
+    """A journal line that parses (a torn last line was never acknowledged to anyone)."""
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
