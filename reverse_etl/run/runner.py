@@ -22,6 +22,7 @@ from reverse_etl.diff import rejected
 from reverse_etl.diff.fields import Field, resolve_columns
 from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
 from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model
+from reverse_etl.errors import StateError
 from reverse_etl.project.config import StateConfig
 from reverse_etl.project.model_sql import ResolvedModel
 from reverse_etl.run.baseline import load_baseline
@@ -104,6 +105,10 @@ class SyncRunner:
         Errors propagate to the run's owner (:mod:`reverse_etl.run.outcome`), which
         records the run however it ends.
         """
+        if self.mode.custom_delivery and self.state.remote is not None:
+            raise StateError(f"sync {self.sync.name!r}: this sync type keeps its own state, which an "
+                             f"object-store state ({self.state.location}) does not hold yet; use a local "
+                             "`state: path:` for it")
         self.state.prepare()
         with self.state.lock(result.run_id):
             con = self._engine()

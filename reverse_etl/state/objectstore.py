@@ -15,6 +15,7 @@ naming the URL, never a secret.
 from __future__ import annotations
 
 import builtins
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -100,12 +101,23 @@ class ObjectStore:
         return result.get("e_tag")
 
     def download(self, path: str, target: Path) -> None:
-        """Copy an object into a local file (via a temporary name, then rename)."""
-        blob = self.get(path)
-        if blob is None:
-            raise StateError(f"state file {self.url}/{path} is missing")
+        """Stream an object into a local file (a temporary name, fsynced, then renamed)."""
+        import obstore
+
         tmp = target.with_name(target.name + ".part")
-        tmp.write_bytes(blob.data)
+        try:
+            result = obstore.get(self.store, path)
+            with open(tmp, "wb") as handle:
+                for chunk in result.stream(min_chunk_size=8 * 1024 * 1024):
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except FileNotFoundError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StateError(f"state file {self.url}/{path} is missing") from exc
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._fail("reading", path, exc) from exc
         tmp.replace(target)
 
     def list(self, prefix: str = "") -> builtins.list[str]:
