@@ -259,3 +259,28 @@ def test_state_copy_to_s3_and_back_keeps_a_crashed_runs_journal(
     assert result.outcome == "success", result.message
     assert result.counts["recovered"] > 0
     assert len(insider_emulator.profiles()) == rows
+
+
+def test_lease_is_renewed_while_held_and_taken_over_only_after_it_expires(s3_env: dict[str, str]) -> None:
+    store = ObjectStore(f"s3://{s3_env['S3_BUCKET']}/leases")
+    holder = Lease(store, "orders", run_id="r1", seconds=2)
+    holder.acquire()
+    try:
+        time.sleep(3)  # longer than its term: the renewal thread keeps it alive
+        with pytest.raises(LockedError, match=r"run r1, pid \d+ on .* since "):
+            Lease(store, "orders", run_id="r2", seconds=2).acquire()
+    finally:
+        holder.release()
+    assert store.get("orders/lease.json") is None  # released: deleted
+
+    crashed = Lease(store, "orders", run_id="r3", seconds=2)
+    crashed.acquire()
+    crashed._stop.set()  # as if its process died: no more renewals
+    time.sleep(2.5)
+    successor = Lease(store, "orders", run_id="r4", seconds=30)
+    successor.acquire()  # expired: taken over by a conditional write
+    try:
+        with pytest.raises(Conflict):  # the old holder's renewal (its e-tag) now fails
+            store.put("orders/lease.json", b"{}", if_etag=crashed._etag)
+    finally:
+        successor.release()
