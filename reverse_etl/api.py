@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from reverse_etl.insider.config import InsiderProject as Project
 from reverse_etl.insider.config import find_sync
 from reverse_etl.run.events import Hook, Hooks, progress_hook
 from reverse_etl.run.results import RunResult
-from reverse_etl.state import Ledger, RunRecord, SyncState
+from reverse_etl.state import RunRecord
+from reverse_etl.state.stores import open_ledger, open_sync_state
 from reverse_etl.warehouses import open_source
 
 __all__ = ["history", "load_project", "plan", "rejected_rows", "reset", "run", "validate"]
@@ -93,7 +95,7 @@ def history(project_dir: str | Path = ".", sync: str | None = None, limit: int =
     project = load_project(project_dir, environ)
     if sync is not None:
         find_sync(project, sync)
-    return Ledger(project.state_dir).records(sync, limit)
+    return open_ledger(project.state_dir, project.config.state).records(sync, limit)
 
 
 def rejected_rows(project_dir: str | Path, sync: str, limit: int = 50,
@@ -101,10 +103,13 @@ def rejected_rows(project_dir: str | Path, sync: str, limit: int = 50,
     """(total, first ``limit`` rows) a sync holds back, with the reason for each."""
     project = load_project(project_dir, environ)
     find_sync(project, sync)
-    path = SyncState(project.state_dir, sync).rejected_path()
-    if path is None or not path.exists():
-        return 0, []
-    table = pq.read_table(path)
+    state = open_sync_state(project.state_dir, project.config.state, sync)
+    with tempfile.TemporaryDirectory(prefix="reverse_etl_rejected_") as pinned:
+        state.pin(Path(pinned))  # read once, without the lock (an object store: downloaded)
+        path = state.rejected_path()
+        if path is None or not path.exists():
+            return 0, []
+        table = pq.read_table(path)
     rows = table.sort_by([("kind", "ascending"), ("key", "ascending")]).slice(0, limit).to_pylist()
     return table.num_rows, rows
 
@@ -119,6 +124,6 @@ def reset(project_dir: str | Path, sync: str, *, environ: Mapping[str, str] | No
     """
     project = load_project(project_dir, environ)
     find_sync(project, sync)
-    state = SyncState(project.state_dir, sync)
+    state = open_sync_state(project.state_dir, project.config.state, sync)
     with state.lock():
         return state.reset(forget_everything=forget_everything)

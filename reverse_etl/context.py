@@ -21,7 +21,7 @@ from reverse_etl.run.events import Hooks
 from reverse_etl.run.outcome import RunOwner, new_run_id
 from reverse_etl.run.results import RunResult, SyncResult
 from reverse_etl.run.runner import SyncRunner
-from reverse_etl.state import Ledger
+from reverse_etl.state.stores import open_ledger
 from reverse_etl.warehouses import open_source
 from reverse_etl.warehouses.base import Source
 
@@ -137,7 +137,7 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
     factory = client_factory
     destination = InsiderDestination(project.config.destination,
                                      (lambda _config: factory(project)) if factory else None)
-    ledger = Ledger(project.state_dir)
+    ledger = open_ledger(project.state_dir, project.config.state)
     try:
         check_custom_attribute_cap(project)
         refusal: ConfigError | None = None

@@ -397,3 +397,6 @@ def _print_run(result: RunResult) -> None:
             _echo(f"  {sync.message}", err=sync.outcome == "failed")
         for note in sync.notes:
             _echo(f"  note: {note}")
+
+
+from reverse_etl.cli import state_commands  # noqa: E402, F401  (registers `reverse-etl state`)

@@ -142,9 +142,16 @@ SourceConfig = Annotated[
 
 
 class StateConfig(Strict):
-    """Where snapshots, journals, the run ledger and rejected rows live."""
+    """Where snapshots, journals, the run ledger and rejected rows live.
+
+    ``path`` is a directory beside syncs.yml (the default ``.reverse_etl``) or an
+    object store URL (``s3://bucket/prefix``, ``gs://...``, ``az://...``); with a URL
+    the credentials come only from the environment or the provider chain.
+    """
 
     path: str = ".reverse_etl"
+    lease_seconds: int = Field(default=60, ge=2, le=3600)
+    """Object-store state: how long a run's lease lasts without renewal (renewed every third)."""
     memory_limit: str = "2GB"
     """DuckDB memory for the diff; beyond it DuckDB spills to ``<state>/<sync>/tmp``."""
     threads: int | None = Field(default=None, ge=1)
@@ -158,6 +165,33 @@ class StateConfig(Strict):
         if not _MEMORY_LIMIT.match(value):
             raise ValueError(f"{value[:40]!r} is not a size; write a number and a unit, e.g. 2GB or 512MB")
         return value.strip()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            secret = [k for k in data if any(w in str(k).lower() for w in
+                                              ("key", "secret", "token", "password", "credential"))]
+            if secret:
+                raise ValueError(f"state: {secret[0]!r}: credentials never go in syncs.yml; set them in "
+                                 "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) or "
+                                 "use the provider chain (instance role, workload identity)")
+        return data
+
+    @model_validator(mode="after")
+    def _check_url(self) -> StateConfig:
+        from reverse_etl.project.state_url import check_state_url, is_remote
+
+        if is_remote(self.path):
+            check_state_url(self.path)
+        return self
+
+    @property
+    def url(self) -> str | None:
+        """The object-store URL of the state, or None for a local directory."""
+        from reverse_etl.project.state_url import is_remote
+
+        return self.path.rstrip("/") if is_remote(self.path) else None
 
 
 class ModelsConfig(Strict):
@@ -202,7 +236,10 @@ class Project(Generic[ConfigT]):
 
     @property
     def state_dir(self) -> Path:
-        """Absolute state directory; :class:`StateError` if it (or a parent) is a file."""
+        """Absolute state directory (with an object-store state: its local working copy);
+        :class:`StateError` if it (or a parent) is a file."""
+        if self.config.state.url is not None:
+            return (self.root / ".reverse_etl" / "working-copy").resolve()
         path = (self.root / self.config.state.path).resolve()
         for candidate in (path, *path.parents):
             if candidate.exists():

@@ -47,9 +47,13 @@ class DeliveryOutcome:
 
 def deliver_changes(con: duckdb.DuckDBPyConnection, sync_name: str,
                     lanes: Sequence[tuple[tuple[str, ...], Lane]],
-                    sender_factory: Callable[[], Sender] | None, journal_path: Path,
+                    sender_factory: Callable[[], Sender] | None, journal: Path | Callable[[], Journal],
                     progress: Callable[[int, int], None] | None = None) -> DeliveryOutcome:
-    """Send every operation of ``changes`` that has a payload, lane by lane in order."""
+    """Send every operation of ``changes`` that has a payload, lane by lane in order.
+
+    ``journal``: the journal file, or a factory of its writer (opened only if
+    something is sent; an object-store state mirrors each entry).
+    """
     outcome = DeliveryOutcome()
     total = scalar(con, "SELECT count(*) FROM changes WHERE payload IS NOT NULL")
     if total == 0:
@@ -57,11 +61,11 @@ def deliver_changes(con: duckdb.DuckDBPyConnection, sync_name: str,
     if sender_factory is None:
         raise ConfigError("no delivery client configured")
     sender = sender_factory()
-    journal = Journal(journal_path)
+    writer = Journal(journal) if isinstance(journal, Path) else journal()
     done = 0
 
     def on_result(batch: BatchOutcome) -> None:
-        journal.append(list(batch.acked), dict(batch.rejected), dict(batch.failed))
+        writer.append(list(batch.acked), dict(batch.rejected), dict(batch.failed))
         outcome.acked.extend(to_ranges(list(batch.acked)))
         outcome.rejected.update(batch.rejected)
         outcome.failed.update(batch.failed)
@@ -86,7 +90,7 @@ def deliver_changes(con: duckdb.DuckDBPyConnection, sync_name: str,
     except DeliveryError as exc:
         outcome.error, outcome.error_kind = str(exc), failure_kind(exc)
     finally:
-        journal.close()
+        writer.close()
     return outcome
 
 

@@ -23,6 +23,7 @@ from reverse_etl.diff import rejected
 from reverse_etl.diff.fields import Field, resolve_columns
 from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
 from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model
+from reverse_etl.errors import StateError
 from reverse_etl.project.config import StateConfig
 from reverse_etl.project.model_sql import ResolvedModel
 from reverse_etl.run.baseline import load_baseline
@@ -32,8 +33,8 @@ from reverse_etl.run.destination import ModelResolver, Sender, SyncMode, SyncSpe
 from reverse_etl.run.events import Hooks, RowsSent, StageFinished
 from reverse_etl.run.outcome import fail
 from reverse_etl.run.results import SyncResult
-from reverse_etl.state import SyncState
 from reverse_etl.state.store import Pending
+from reverse_etl.state.stores import open_sync_state
 from reverse_etl.warehouses.base import Source
 
 __all__ = ["SyncRunner", "sync_fingerprint"]
@@ -66,7 +67,7 @@ class SyncRunner:
         self.source = source
         self.sender_factory = sender_factory
         self.hooks = hooks or Hooks()
-        self.state = SyncState(state_dir, sync.name)
+        self.state = open_sync_state(state_dir, state_config, sync.name)
         self.mode = mode
         self.model = model = mode.prepare_model(model, resolve)  # e.g. audience columns
         self.tracked = mode.tracked
@@ -112,8 +113,12 @@ class SyncRunner:
         Errors propagate to the run's owner (:mod:`reverse_etl.run.outcome`), which
         records the run however it ends.
         """
+        if self.mode.custom_delivery and self.state.remote is not None:
+            raise StateError(f"sync {self.sync.name!r}: this sync type keeps its own state, which an "
+                             f"object-store state ({self.state.location}) does not hold yet; use a local "
+                             "`state: path:` for it")
         self.state.prepare()
-        with self.state.lock():
+        with self.state.lock(result.run_id):
             con = self._engine()
             try:
                 self._run_locked(con, result, full_refresh)
@@ -143,7 +148,7 @@ class SyncRunner:
             fail(result, "refused", f"sync {self.sync.name!r} halted before sending: row with key {key!r} is "
                  f"invalid ({reason}); fix it or set options.skip_invalid_records: true")
             return  # nothing sent, nothing committed
-        pending_path, journal_path = self.state.pending_paths(result.run_id)
+        pending_path, _ = self.state.pending_paths(result.run_id)
         t0 = time.perf_counter()
         if result.counts["to_send"]:
             # The change set is on disk before the first request: a crash can be folded later.
@@ -160,7 +165,7 @@ class SyncRunner:
             self.hooks.emit(RowsSent(sync=result.sync, run_id=result.run_id, done=done, total=total))
 
         delivery = deliver_changes(con, self.sync.name, self.mode.lanes, self.sender_factory,
-                                   journal_path, progress)
+                                   lambda: self.state.journal(result.run_id), progress)
         self._stage(result, "deliver", t0)
         result.requests = delivery.requests
         result.counts["acked"] = delivery.acked_count

@@ -11,7 +11,7 @@ unacknowledged is forgotten.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +29,15 @@ class JournalContents:
 
 
 class Journal:
-    """Append-only, fsync-per-entry writer."""
+    """Append-only, fsync-per-entry writer.
 
-    def __init__(self, path: Path) -> None:
+    ``mirror`` (an object-store state) stores each entry durably elsewhere too,
+    before :meth:`append` returns.
+    """
+
+    def __init__(self, path: Path, mirror: Callable[[bytes], None] | None = None) -> None:
         self.path = path
+        self.mirror = mirror
         self._file = open(path, "ab")  # noqa: SIM115 - closed in close()
 
     def append(
@@ -47,9 +52,12 @@ class Journal:
             entry["r"] = {str(k): v for k, v in rejected.items()}
         if failed:
             entry["f"] = {str(k): v for k, v in failed.items()}
-        self._file.write(orjson.dumps(entry) + b"\n")
+        line = orjson.dumps(entry) + b"\n"
+        self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
+        if self.mirror is not None:
+            self.mirror(line)
 
     def close(self) -> None:
         """Close the file."""

@@ -17,6 +17,11 @@ Layout of ``<state>/<sync>/``::
 ``meta.json`` is replaced by an atomic rename, so the snapshot and rejected files
 it names always belong together; a crash at any point leaves either the old or
 the new state, never a mix.
+
+With an object-store state (``remote``, :mod:`.remote`) this directory is a
+working copy: taking the lock pulls it from the store, and each durable step
+(the pending change set, every journal entry, the commit) is pushed there
+before it counts.
 """
 
 from __future__ import annotations
@@ -26,12 +31,17 @@ import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from reverse_etl.errors import StateError
+from reverse_etl.state.journal import Journal
 from reverse_etl.state.lock import SyncLock
+
+if TYPE_CHECKING:
+    from reverse_etl.state.lease import Lease, LeasedLock
+    from reverse_etl.state.remote import SyncMirror
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,14 @@ class Pending:
 class SyncState:
     """Paths and atomic updates for one sync's state directory."""
 
-    def __init__(self, state_dir: Path, sync_name: str) -> None:
+    def __init__(self, state_dir: Path, sync_name: str, *, remote: SyncMirror | None = None,
+                 lease_seconds: int = 60) -> None:
         self.dir = state_dir / sync_name
         self.sync_name = sync_name
+        self.remote = remote
+        """The object store holding the truth of this state (None: the directory is the truth)."""
+        self.lease_seconds = lease_seconds
+        self._lease: Lease | None = None
         self._pinned: Meta | None = None
         self._pinned_pending: Pending | None = None
         self._copies: dict[str, Path] = {}
@@ -84,9 +99,41 @@ class SyncState:
         """Spill directory for DuckDB."""
         return self.dir / "tmp"
 
-    def lock(self) -> SyncLock:
-        """The sync's run lock."""
-        return SyncLock(self.dir / "lock", self.sync_name)
+    @property
+    def location(self) -> str:
+        """Where the state lives, for messages: the directory or the object-store URL."""
+        return self.remote.url if self.remote is not None else str(self.dir)
+
+    def lock(self, run_id: str | None = None) -> SyncLock | LeasedLock:
+        """The sync's run lock (with an object store: the flock, the lease, then a pull)."""
+        local = SyncLock(self.dir / "lock", self.sync_name)
+        if self.remote is None:
+            return local
+        from reverse_etl.state.lease import Lease, LeasedLock
+
+        lease = Lease(self.remote.store, self.sync_name, run_id=run_id, seconds=self.lease_seconds)
+        self._lease = lease
+        return LeasedLock(local, lease, self.pull)
+
+    def pull(self) -> None:
+        """Bring the working copy up to date from the object store (no-op for local state)."""
+        if self.remote is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.remote.pull(self.dir)
+
+    def journal(self, run_id: str) -> Journal:
+        """The journal writer of a run's change set (mirrored to the object store, if any)."""
+        path = self.pending_paths(run_id)[1]
+        remote = self.remote
+        if remote is None:
+            return Journal(path)
+
+        def mirror(line: bytes) -> None:
+            if self._lease is not None:
+                self._lease.check()
+            remote.push_journal_entry(run_id, line)
+
+        return Journal(path, mirror)
 
     def path(self, name: str) -> Path:
         """A file in the state directory (or its private copy, once :meth:`pin` took one)."""
@@ -158,6 +205,8 @@ class SyncState:
         that commits meanwhile and deletes them cannot break the reader; should a file
         vanish between reading meta.json and linking it, meta.json is read again.
         """
+        if self.remote is not None:
+            return self._pin_remote(into)
         for _ in range(attempts):
             self._pinned, self._copies = None, {}
             meta = self.meta()
@@ -190,6 +239,25 @@ class SyncState:
             return meta
         raise StateError(f"sync {self.sync_name!r}: its state kept changing while it was read; try again")
 
+    def _pin_remote(self, into: Path) -> Meta:
+        assert self.remote is not None
+        self._pinned, self._copies = None, {}
+        copies = self.remote.pull(into, pinned=True)
+        meta_path, pending_path = into / "pinned-meta.json", into / "pinned-pending.json"
+        saved = self.dir
+        self.dir = into / "pinned-dir"  # parse the pinned copies with the ordinary readers
+        self.dir.mkdir(exist_ok=True)
+        try:
+            for src, name in ((meta_path, "meta.json"), (pending_path, "pending.json")):
+                if src.exists():
+                    shutil.copyfile(src, self.dir / name)
+            meta, pending = self.meta(), self.pending()
+        finally:
+            self.dir = saved
+        self._copies = copies
+        self._pinned, self._pinned_pending = meta, pending
+        return meta
+
     def pending(self) -> Pending | None:
         """The change set left by an unfinished run, if any."""
         if self._pinned is not None:
@@ -213,6 +281,8 @@ class SyncState:
     def begin_pending(self, pending: Pending) -> None:
         """Declare a change set as under delivery (after its parquet is written)."""
         _write_atomic(self.dir / "pending.json", orjson.dumps(pending.__dict__))
+        if self.remote is not None:
+            self.remote.push_pending(self.dir, pending.run_id)
 
     def commit(self, meta: Meta) -> None:
         """Make ``meta`` current, then drop files no longer named by it.
@@ -227,11 +297,21 @@ class SyncState:
                 checksums[name] = meta.checksums.get(name) or file_sha256(self.dir / name)
         meta = replace(meta, checksums=checksums)
         _write_atomic(self.dir / "meta.json", orjson.dumps(meta.__dict__))
-        self.clear_pending()
+        self._publish(meta)
+        self.clear_pending(local_only=True)
         self._remove_unreferenced(meta)
 
-    def clear_pending(self) -> None:
+    def _publish(self, meta: Meta) -> None:
+        """Push a committed meta.json (and the files it names) to the object store, if any."""
+        if self.remote is not None:
+            if self._lease is not None:
+                self._lease.check()
+            self.remote.push_state(self.dir, [n for n in (meta.snapshot, meta.rejected, meta.previous) if n])
+
+    def clear_pending(self, *, local_only: bool = False) -> None:
         """Forget a change set once it has been folded (or was never sent)."""
+        if self.remote is not None and not local_only:
+            self.remote.clear()
         (self.dir / "pending.json").unlink(missing_ok=True)
         for path in self.dir.glob("pending-*.parquet"):
             path.unlink(missing_ok=True)
@@ -269,12 +349,15 @@ class SyncState:
             else:
                 child.unlink()
         if keep is not None:
-            _write_atomic(self.dir / "meta.json", orjson.dumps(Meta(previous=keep, checksums={
-                keep: file_sha256(self.dir / keep)}).__dict__))
+            kept = Meta(previous=keep, checksums={keep: file_sha256(self.dir / keep)})
+            _write_atomic(self.dir / "meta.json", orjson.dumps(kept.__dict__))
+            self._publish(kept)
             return ("snapshot kept aside: the next run resends every row, deletes values that became "
                     "NULL and applies on_removed to users who left the model")
         # A marker, so the next run says why nothing is known (not a "first run").
-        _write_atomic(self.dir / "meta.json", orjson.dumps(Meta(folded_run="reset --forget-everything").__dict__))
+        forgotten = Meta(folded_run="reset --forget-everything")
+        _write_atomic(self.dir / "meta.json", orjson.dumps(forgotten.__dict__))
+        self._publish(forgotten)
         return ("everything forgotten: the next run resends every row; values that became NULL and "
                 "users who left cannot be cleared")
 
