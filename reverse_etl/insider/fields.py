@@ -30,6 +30,11 @@ from reverse_etl.insider.rules import (
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
                   "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
 _FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+# Integers Insider parses as doubles are exact only up to 2^53.
+_WIDE_INTEGER_TYPES = {"BIGINT", "HUGEINT", "UBIGINT", "UHUGEINT"}
+_MAX_EXACT_INT = 2**53
+# Default date-time attributes Insider types as dates (RFC 3339, years 0001-9999).
+_DATE_ATTRIBUTES = {"birthday"}
 # Text that looks like an array (`['a', 'b']`, `[1, 2]`) is parsed into one.
 _ARRAY_TEXT_RE = r"^\s*\[.*\]\s*$"
 
@@ -122,8 +127,16 @@ def _encode_event_field(field: Field, col: str, kind: str) -> EncodedField:
 def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
     """Attributes and event parameters: Insider's allowed value types (§8)."""
     name, label, root = field.insider_name, field.label, not field.custom
+    attribute = root and field.group == "attributes"
+    if attribute and name == "age":
+        return _encode_age(field, col, kind)
+    if attribute and name == "gender" and kind != "VARCHAR":
+        return _rejected_with_value(field, col, f"{label}: must be text, not {kind}: ")
+    if attribute and name in _DATE_ATTRIBUTES and not (
+            kind == "VARCHAR" or kind == "DATE" or kind.startswith("TIMESTAMP")):
+        return _rejected_with_value(field, col, f"{label}: expected a date or timestamp, not {kind}: ")
     if kind == "VARCHAR":
-        if root and name == "birthday" and field.group == "attributes":
+        if attribute and name in _DATE_ATTRIBUTES:
             value, reason = _datetime(col, kind, label)
             return EncodedField(field, value, reason)
         if root and name == "taxonomy" and field.group == "params":
@@ -151,14 +164,14 @@ def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
                   f"{literal(label + ': must be a whole number: ')} || CAST({col} AS VARCHAR) END")
         return EncodedField(field, f"to_json(CAST({col} AS BIGINT))", reason)
     if kind == "BOOLEAN" or kind in _INTEGER_TYPES or kind.startswith("DECIMAL"):
-        return EncodedField(field, f"to_json({col})", "NULL")
+        return EncodedField(field, f"to_json({col})", _exact_number_reason(col, kind, label))
     if kind in _FLOAT_TYPES:
         reason = (f"CASE WHEN {col} IS NOT NULL AND NOT isfinite({col}) THEN "
                   f"{literal(label + ': not a finite number: ')} || CAST({col} AS VARCHAR) END")
         return EncodedField(field, f"CASE WHEN isfinite({col}) THEN to_json({col}) END", reason)
     if kind == "DATE" or kind.startswith("TIMESTAMP"):
-        value, _ = _datetime(col, kind, label)
-        return EncodedField(field, value, "NULL")
+        value, reason = _datetime(col, kind, label)
+        return EncodedField(field, value, reason)
     if kind.endswith("[]"):
         element = kind[:-2]
         if element == "VARCHAR" or element in _INTEGER_TYPES or element in _FLOAT_TYPES or element.startswith("DECIMAL"):
@@ -170,6 +183,39 @@ def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
     if kind.startswith(("STRUCT", "MAP", "JSON", "UNION")):
         return _always_rejected(field, col, f"{label}: objects are not allowed by Insider; flatten it into columns")
     return _always_rejected(field, col, f"{label}: values of type {kind} are not supported; cast it to text or a number")
+
+
+def _encode_age(field: Field, col: str, kind: str) -> EncodedField:
+    """``age`` is an integer for Insider: 36.0 is sent as 36; 36.5, "abc" or true are rejected."""
+    label = field.label
+    if kind in _INTEGER_TYPES:
+        return EncodedField(field, f"to_json({col})", _exact_number_reason(col, kind, label))
+    if kind == "VARCHAR":
+        number = f"try_cast(trim({col}) AS DOUBLE)"
+        shown = col
+    elif kind in _FLOAT_TYPES or kind.startswith("DECIMAL"):
+        number = f"CAST({col} AS DOUBLE)"
+        shown = f"CAST({col} AS VARCHAR)"
+    else:
+        return _rejected_with_value(field, col, f"{label}: must be an integer, not {kind}: ")
+    whole = (f"({number} IS NOT NULL AND isfinite({number}) AND {number} = round({number}) "
+             f"AND abs({number}) <= {_MAX_EXACT_INT})")
+    reason = (f"CASE WHEN {col} IS NOT NULL AND NOT {whole} THEN "
+              f"{literal(label + ': must be an integer: ')} || {shown} END")
+    return EncodedField(field, f"CASE WHEN {whole} THEN to_json(CAST({number} AS BIGINT)) END", reason)
+
+
+def _exact_number_reason(col: str, kind: str, label: str) -> str:
+    """Reason for a number a JSON reader parsing doubles would change (NULL when exact)."""
+    if kind in _WIDE_INTEGER_TYPES:
+        return (f"CASE WHEN {col} > {_MAX_EXACT_INT} OR {col} < -{_MAX_EXACT_INT} THEN "
+                f"{literal(label + ': beyond 2^53, Insider would round it: ')} || CAST({col} AS VARCHAR) END")
+    if kind.startswith("DECIMAL"):
+        return (f"CASE WHEN {col} IS NOT NULL AND try_cast(CAST({col} AS DOUBLE) AS {kind}) "
+                f"IS DISTINCT FROM {col} THEN "
+                f"{literal(label + ': too many significant digits for a double, Insider would round it: ')} "
+                f"|| CAST({col} AS VARCHAR) END")
+    return "NULL"
 
 
 def _text_array(col: str, label: str) -> tuple[str, str]:
@@ -198,9 +244,17 @@ def _datetime(col: str, kind: str, label: str) -> tuple[str, str]:
         parsed = f"try_cast({col} AS TIMESTAMPTZ)"
         reason = (f"CASE WHEN {col} IS NOT NULL AND {parsed} IS NULL THEN "
                   f"{literal(label + ': not an RFC 3339 date-time: ')} || {col} END")
-        return f"CASE WHEN {parsed} IS NOT NULL THEN {_rfc3339(parsed, tz=True)} END", reason
+        in_range = _in_range(parsed)
+        range_reason = (f"CASE WHEN {parsed} IS NOT NULL AND NOT {in_range} THEN "
+                        f"{literal(label + ': outside years 0001-9999 (RFC 3339): ')} || {col} END")
+        value = f"CASE WHEN {parsed} IS NOT NULL AND {in_range} THEN {_rfc3339(parsed, tz=True)} END"
+        return value, _first_reason([reason, range_reason])
     if kind == "DATE" or kind.startswith("TIMESTAMP"):
-        return _rfc3339(col, tz="WITH TIME ZONE" in kind), "NULL"
+        in_range = _in_range(col)
+        reason = (f"CASE WHEN {col} IS NOT NULL AND NOT {in_range} THEN "
+                  f"{literal(label + ': outside years 0001-9999 (RFC 3339): ')} || CAST({col} AS VARCHAR) END")
+        value = f"CASE WHEN {in_range} THEN {_rfc3339(col, tz='WITH TIME ZONE' in kind)} END"
+        return value, reason
     return "NULL", f"CASE WHEN {col} IS NOT NULL THEN {literal(label + ': expected a date or timestamp, not ' + kind)} END"
 
 
@@ -210,7 +264,19 @@ def timestamp_sql(col: str, kind: str) -> str:
         return f"CAST(timezone('UTC', try_cast({col} AS TIMESTAMPTZ)) AS TIMESTAMP)"
     if "WITH TIME ZONE" in kind.upper():
         return f"CAST(timezone('UTC', {col}) AS TIMESTAMP)"
-    return f"CAST({col} AS TIMESTAMP)"
+    if kind.upper() == "DATE" or kind.upper().startswith("TIMESTAMP"):
+        return f"CAST({col} AS TIMESTAMP)"
+    return "CAST(NULL AS TIMESTAMP)"  # not a date: refused by its reason, not by the TTL
+
+
+def _in_range(expr: str) -> str:
+    """SQL: the date/timestamp is finite and its year is 1..9999 (no BC dates)."""
+    return f"(NOT isinf({expr}) AND year({expr}) BETWEEN 1 AND 9999)"
+
+
+def _rejected_with_value(field: Field, col: str, message: str) -> EncodedField:
+    return EncodedField(field, "NULL",
+                        f"CASE WHEN {col} IS NOT NULL THEN {literal(message)} || CAST({col} AS VARCHAR) END")
 
 
 def _always_rejected(field: Field, col: str, message: str) -> EncodedField:
