@@ -83,6 +83,20 @@ def _upserts(emu: Emulator) -> int:
     return sum(1 for e in emu.requests() if e["path"] == UPSERT and e["status"] == 200)
 
 
+def _kill_run_after(project: ProjectUnderTest, emulator: Emulator, *, upserts: int) -> None:
+    """Start `reverse-etl run` in a process and SIGKILL it once ``upserts`` requests were answered."""
+    proc = subprocess.Popen([sys.executable, "-m", "reverse_etl", "--project", str(project.root), "run"],
+                            env={**os.environ, **project.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while _upserts(emulator) < upserts:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "delivery never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    emulator.set_faults({})
+
+
 def test_conditional_writes_are_supported(s3_env: dict[str, str]) -> None:
     store = ObjectStore(f"s3://{s3_env['S3_BUCKET']}/probe")
     etag = store.put("a.json", b"1", create=True)
@@ -130,16 +144,7 @@ def test_sigkill_mid_delivery_then_rerun_in_a_fresh_directory(
     with project.config() as config:
         config["destination"].update(concurrency=2, max_batch_users=100)
     insider_emulator.set_faults(latency_ms=150)
-    proc = subprocess.Popen([sys.executable, "-m", "reverse_etl", "--project", str(project.root), "run"],
-                            env={**os.environ, **project.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while _upserts(insider_emulator) < 8:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "delivery never started"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    insider_emulator.set_faults({})
+    _kill_run_after(project, insider_emulator, upserts=8)
     store = ObjectStore(f"s3://{s3_env['S3_BUCKET']}/reverse-etl")
     journal_objects = [p for p in store.list("customers/") if "/journal-" in p]
     assert journal_objects, "the killed run journaled nothing in the bucket"
@@ -230,16 +235,7 @@ def test_state_copy_to_s3_and_back_keeps_a_crashed_runs_journal(
     with project.config() as config:
         config["destination"].update(concurrency=2, max_batch_users=100)
     insider_emulator.set_faults(latency_ms=150)
-    proc = subprocess.Popen([sys.executable, "-m", "reverse_etl", "--project", str(project.root), "run"],
-                            env={**os.environ, **project.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while _upserts(insider_emulator) < 6:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "delivery never started"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    insider_emulator.set_faults({})
+    _kill_run_after(project, insider_emulator, upserts=6)
 
     url = f"s3://{s3_env['S3_BUCKET']}/moved"
     copied = CliRunner().invoke(main, ["--project", str(project.root), "state", "copy", "--to", url],

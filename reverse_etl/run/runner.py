@@ -134,12 +134,6 @@ class SyncRunner:
             if result.outcome == "success":
                 self._judge(result)
             return
-        if (self.sync.on_removed != "ignore" and not self.mode.allows_empty_model
-                and result.counts["removed"] and not scalar(con, "SELECT count(*) FROM cur_raw")):
-            fail(result, "refused", f"sync {self.sync.name!r}: model {self.model.name!r} returned no rows, which "
-                 f"would {self.sync.on_removed.replace('_', ' ')} for all {result.counts['removed']} "
-                 "users; nothing was sent. If that is intended, set options.allow_empty_model: true")
-            return
         if self._refused_by_guards(con, result):
             return  # nothing sent, nothing committed
         if self.mode.halts_on_invalid and result.counts.get("invalid", 0):
@@ -184,9 +178,15 @@ class SyncRunner:
         result.rejected_samples = self._rejected_samples(con)
 
     def _refused_by_guards(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> bool:
-        """Refuse before sending when too many rows are invalid or would be removed."""
+        """Refuse before sending when the model is empty, or too many rows are invalid or would be removed."""
         guards, c, name = self.mode.guards, result.counts, self.sync.name
         model_rows = scalar(con, "SELECT count(*) FROM cur_raw")
+        if (self.sync.on_removed != "ignore" and not self.mode.allows_empty_model
+                and c["removed"] and not model_rows):
+            fail(result, "refused", f"sync {name!r}: model {self.model.name!r} returned no rows, which "
+                 f"would {self.sync.on_removed.replace('_', ' ')} for all {c['removed']} "
+                 "users; nothing was sent. If that is intended, set options.allow_empty_model: true")
+            return True
         invalid = c.get("invalid", 0)
         if guards.max_invalid_ratio is not None and model_rows and invalid / model_rows > guards.max_invalid_ratio:
             fail(result, "refused", f"sync {name!r}: {invalid} of {model_rows} rows are invalid "
