@@ -3,7 +3,9 @@ identifier changes through the identity update, identity conflicts, corrupted st
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -192,3 +194,35 @@ def test_appended_arrays_never_get_an_element_twice(tmp_path: Path, insider_emul
     assert insider_emulator.profile(uuid="u2")["attributes"]["custom"]["tags"] == ["t2"]  # type: ignore[index]
     upserts = [u for u in sent(insider_emulator, "/api/user/v1/upsert") if u["identifiers"]["uuid"] == "u1"]
     assert upserts[1]["attributes"]["custom"]["tags"] == ["x"]  # only the missing element
+
+
+# --------------------------------------------- item 5: requests whose answer is lost
+def _lossy_project(root: Path, url: str, rows: int, **sync: Any) -> ProjectUnderTest:
+    project = make_project(root, url, rows=rows, **sync)
+    with project.config() as config:
+        config["destination"].update(timeout_seconds=0.5, max_batch_users=500, concurrency=4, max_retries=4,
+                                     verify_delay_seconds=0.5,
+                                     rate_limits={"profile_read_per_minute": 10_000_000})
+    return project
+
+
+def _tags(emu: Emulator) -> Counter[str]:
+    """How many times each profile's ``tags`` array holds each of its elements, worst case."""
+    return Counter(f"{len(p['attributes']['custom'].get('tags', []))}x"
+                   for p in emu.profiles())
+
+
+def test_an_append_whose_answer_is_lost_is_not_appended_twice(tmp_path: Path) -> None:
+    # The issue's case: Insider answers later than the client waits, but applies every request.
+    with Emulator(partner="acme", api_key="test-key", profile_quota=10_000_000) as emu:
+        project = _lossy_project(tmp_path / "p", emu.url, 2_000, options={"append_arrays": True})
+        emu.set_faults(latency_ms=900, endpoints=["upsert"])
+        first = run(project)
+        assert _tags(emu) == {"1x": 2_000}, "an element was appended more than once (or not at all)"
+        assert first.outcome == "success", first.message
+        assert first.counts["acked"] == 2_000 and first.counts["failed"] == 0
+        assert {e["status"] for e in emu.requests() if e["path"] == "/api/user/v1/upsert"} == {200}
+        emu.set_faults({})
+        second = run(project)
+        assert second.outcome == "success" and second.counts["to_send"] == 0
+        assert _tags(emu) == {"1x": 2_000}
