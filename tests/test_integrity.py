@@ -226,3 +226,42 @@ def test_an_append_whose_answer_is_lost_is_not_appended_twice(tmp_path: Path) ->
         second = run(project)
         assert second.outcome == "success" and second.counts["to_send"] == 0
         assert _tags(emu) == {"1x": 2_000}
+
+
+def test_events_and_audiences_survive_lost_answers_drops_and_latency(tmp_path: Path) -> None:
+    with Emulator(partner="acme", api_key="test-key", profile_quota=10_000_000) as emu:
+        project = _lossy_project(tmp_path / "p", emu.url, 200, options={"append_arrays": True},
+                                 audience_delivery="array",
+                                 audiences=[{"name": "Big Spenders", "when": "lifetime_value > 1000"}])
+        with project.config() as config:
+            config["destination"].update(timeout_seconds=5, max_batch_users=40, max_retries=8,
+                                         verify_delay_seconds=0.05)
+            config["syncs"].append({
+                "name": "events", "model": "events", "mode": "user_events", "identifiers": {"uuid": "customer_id"},
+                "event": {"name_column": "event_name", "timestamp": "occurred_at", "key": "event_id"}})
+        project.write_model("events", """
+            select 'e' || i as event_id, 'u' || (i % 200 + 1) as customer_id, 'page_viewed' as event_name,
+                   (timezone('UTC', now()) - to_minutes(i))::TIMESTAMP as occurred_at
+            from range(600) t(i)""")
+        emu.set_faults(lost_answer=0.3, drop=0.1, latency_ms=20, seed=5, endpoints=["upsert"])
+        for round_ in range(2):
+            results = reverse_etl.run(project.root, environ=project.env).syncs
+            assert [r.outcome for r in results] == ["success", "success"], [r.message for r in results]
+            if round_ == 0:
+                assert [r.counts["acked"] for r in results][1] == 600
+                project.sql("UPDATE raw_customers SET lifetime_value = 5000 WHERE customer_id <= 'u5'")
+        lost = [e for e in emu.requests() if e["fault"] == "lost_answer"]
+        assert len(lost) > 5, "the fault never fired"
+        emu.set_faults({})
+        members = {r[0] for r in project.sql("SELECT customer_id FROM raw_customers WHERE lifetime_value > 1000")}
+        events: Counter[tuple[str, str]] = Counter()
+        for profile in emu.profiles():
+            uuid = profile["identifiers"]["uuid"]
+            held = profile["attributes"]["custom"].get("audiences", [])
+            assert held == (["Big Spenders"] if uuid in members else []), uuid
+            tags = profile["attributes"]["custom"]["tags"]
+            assert len(tags) == len(set(tags)), uuid
+            events.update((uuid, e["timestamp"]) for e in profile["events"])
+        assert len(events) == 600 and set(events.values()) == {1}, "an event is missing or held twice"
+        planned = reverse_etl.plan(project.root, environ=project.env).syncs
+        assert [p.counts["to_send"] for p in planned] == [0, 0]
