@@ -265,3 +265,28 @@ def test_events_and_audiences_survive_lost_answers_drops_and_latency(tmp_path: P
         assert len(events) == 600 and set(events.values()) == {1}, "an event is missing or held twice"
         planned = reverse_etl.plan(project.root, environ=project.env).syncs
         assert [p.counts["to_send"] for p in planned] == [0, 0]
+
+
+@pytest.mark.parametrize("on_removed", ["delete_user", "clear_attributes"])
+def test_a_changed_key_never_deletes_the_profile_the_new_key_wrote(tmp_path: Path, insider_emulator: Emulator,
+                                                                  on_removed: str) -> None:
+    # uuid u2 becomes u2b with the same email: a removal plus an addition that Insider unifies by email.
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3, on_removed=on_removed)
+    assert run(project).outcome == "success"
+    project.sql("UPDATE raw_customers SET customer_id = 'u2b', city = 'Lyon' WHERE customer_id = 'u2'")
+    first = run(project)
+    assert first.outcome == "partial" and first.counts["removed"] == 1 and first.counts["invalid"] == 1
+    _, rows = reverse_etl.rejected_rows(project.root, "customers", environ=project.env)
+    assert [r["key"] for r in rows] == ["u2b"]
+    assert "identifiers.email=user2@example.com belonged to removed key u2" in rows[0]["reason"]
+    second = run(project)
+    assert second.outcome == "success", second.message
+    profile = insider_emulator.profile(email="user2@example.com")
+    assert profile is not None
+    assert profile["attributes"]["city"] == "Lyon" and profile["attributes"]["name"] == "Name2"
+    if on_removed == "delete_user":
+        assert profile["identifiers"]["uuid"] == "u2b" and insider_emulator.profile(uuid="u2") is None
+        assert {p["identifiers"]["uuid"] for p in insider_emulator.profiles()} == {"u1", "u2b", "u3"}
+    else:  # the cleared profile stays; Insider unifies u2b into it (an upsert never changes a uuid)
+        assert profile["identifiers"]["uuid"] == "u2"
+    assert reverse_etl.plan(project.root, environ=project.env).syncs[0].counts["to_send"] == 0
