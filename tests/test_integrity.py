@@ -3,7 +3,9 @@ identifier changes through the identity update, identity conflicts, corrupted st
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -192,3 +194,99 @@ def test_appended_arrays_never_get_an_element_twice(tmp_path: Path, insider_emul
     assert insider_emulator.profile(uuid="u2")["attributes"]["custom"]["tags"] == ["t2"]  # type: ignore[index]
     upserts = [u for u in sent(insider_emulator, "/api/user/v1/upsert") if u["identifiers"]["uuid"] == "u1"]
     assert upserts[1]["attributes"]["custom"]["tags"] == ["x"]  # only the missing element
+
+
+# --------------------------------------------- item 5: requests whose answer is lost
+def _lossy_project(root: Path, url: str, rows: int, **sync: Any) -> ProjectUnderTest:
+    project = make_project(root, url, rows=rows, **sync)
+    with project.config() as config:
+        config["destination"].update(timeout_seconds=0.5, max_batch_users=500, concurrency=4, max_retries=4,
+                                     verify_delay_seconds=0.5,
+                                     rate_limits={"profile_read_per_minute": 10_000_000})
+    return project
+
+
+def _tags(emu: Emulator) -> Counter[str]:
+    """How many times each profile's ``tags`` array holds each of its elements, worst case."""
+    return Counter(f"{len(p['attributes']['custom'].get('tags', []))}x"
+                   for p in emu.profiles())
+
+
+def test_an_append_whose_answer_is_lost_is_not_appended_twice(tmp_path: Path) -> None:
+    # The issue's case: Insider answers later than the client waits, but applies every request.
+    with Emulator(partner="acme", api_key="test-key", profile_quota=10_000_000) as emu:
+        project = _lossy_project(tmp_path / "p", emu.url, 2_000, options={"append_arrays": True})
+        emu.set_faults(latency_ms=900, endpoints=["upsert"])
+        first = run(project)
+        assert _tags(emu) == {"1x": 2_000}, "an element was appended more than once (or not at all)"
+        assert first.outcome == "success", first.message
+        assert first.counts["acked"] == 2_000 and first.counts["failed"] == 0
+        assert {e["status"] for e in emu.requests() if e["path"] == "/api/user/v1/upsert"} == {200}
+        emu.set_faults({})
+        second = run(project)
+        assert second.outcome == "success" and second.counts["to_send"] == 0
+        assert _tags(emu) == {"1x": 2_000}
+
+
+def test_events_and_audiences_survive_lost_answers_drops_and_latency(tmp_path: Path) -> None:
+    with Emulator(partner="acme", api_key="test-key", profile_quota=10_000_000) as emu:
+        project = _lossy_project(tmp_path / "p", emu.url, 200, options={"append_arrays": True},
+                                 audience_delivery="array",
+                                 audiences=[{"name": "Big Spenders", "when": "lifetime_value > 1000"}])
+        with project.config() as config:
+            config["destination"].update(timeout_seconds=5, max_batch_users=40, max_retries=8,
+                                         verify_delay_seconds=0.05)
+            config["syncs"].append({
+                "name": "events", "model": "events", "mode": "user_events", "identifiers": {"uuid": "customer_id"},
+                "event": {"name_column": "event_name", "timestamp": "occurred_at", "key": "event_id"}})
+        project.write_model("events", """
+            select 'e' || i as event_id, 'u' || (i % 200 + 1) as customer_id, 'page_viewed' as event_name,
+                   (timezone('UTC', now()) - to_minutes(i))::TIMESTAMP as occurred_at
+            from range(600) t(i)""")
+        emu.set_faults(lost_answer=0.3, drop=0.1, latency_ms=20, seed=5, endpoints=["upsert"])
+        for round_ in range(2):
+            results = reverse_etl.run(project.root, environ=project.env).syncs
+            assert [r.outcome for r in results] == ["success", "success"], [r.message for r in results]
+            if round_ == 0:
+                assert [r.counts["acked"] for r in results][1] == 600
+                project.sql("UPDATE raw_customers SET lifetime_value = 5000 WHERE customer_id <= 'u5'")
+        lost = [e for e in emu.requests() if e["fault"] == "lost_answer"]
+        assert len(lost) > 5, "the fault never fired"
+        emu.set_faults({})
+        members = {r[0] for r in project.sql("SELECT customer_id FROM raw_customers WHERE lifetime_value > 1000")}
+        events: Counter[tuple[str, str]] = Counter()
+        for profile in emu.profiles():
+            uuid = profile["identifiers"]["uuid"]
+            held = profile["attributes"]["custom"].get("audiences", [])
+            assert held == (["Big Spenders"] if uuid in members else []), uuid
+            tags = profile["attributes"]["custom"]["tags"]
+            assert len(tags) == len(set(tags)), uuid
+            events.update((uuid, e["timestamp"]) for e in profile["events"])
+        assert len(events) == 600 and set(events.values()) == {1}, "an event is missing or held twice"
+        planned = reverse_etl.plan(project.root, environ=project.env).syncs
+        assert [p.counts["to_send"] for p in planned] == [0, 0]
+
+
+@pytest.mark.parametrize("on_removed", ["delete_user", "clear_attributes"])
+def test_a_changed_key_never_deletes_the_profile_the_new_key_wrote(tmp_path: Path, insider_emulator: Emulator,
+                                                                  on_removed: str) -> None:
+    # uuid u2 becomes u2b with the same email: a removal plus an addition that Insider unifies by email.
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3, on_removed=on_removed)
+    assert run(project).outcome == "success"
+    project.sql("UPDATE raw_customers SET customer_id = 'u2b', city = 'Lyon' WHERE customer_id = 'u2'")
+    first = run(project)
+    assert first.outcome == "partial" and first.counts["removed"] == 1 and first.counts["invalid"] == 1
+    _, rows = reverse_etl.rejected_rows(project.root, "customers", environ=project.env)
+    assert [r["key"] for r in rows] == ["u2b"]
+    assert "identifiers.email=user2@example.com belonged to removed key u2" in rows[0]["reason"]
+    second = run(project)
+    assert second.outcome == "success", second.message
+    profile = insider_emulator.profile(email="user2@example.com")
+    assert profile is not None
+    assert profile["attributes"]["city"] == "Lyon" and profile["attributes"]["name"] == "Name2"
+    if on_removed == "delete_user":
+        assert profile["identifiers"]["uuid"] == "u2b" and insider_emulator.profile(uuid="u2") is None
+        assert {p["identifiers"]["uuid"] for p in insider_emulator.profiles()} == {"u1", "u2b", "u3"}
+    else:  # the cleared profile stays; Insider unifies u2b into it (an upsert never changes a uuid)
+        assert profile["identifiers"]["uuid"] == "u2"
+    assert reverse_etl.plan(project.root, environ=project.env).syncs[0].counts["to_send"] == 0

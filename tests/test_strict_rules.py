@@ -29,6 +29,14 @@ CASES: list[tuple[str, str, str, str, str, Any]] = [
     ("hugeint", "big", "9007199254740993::HUGEINT", "9007199254740992::HUGEINT", "big: beyond 2^53, Insider would round it: 9007199254740993", 2**53),
     ("ubigint", "big", "18446744073709551615::UBIGINT", "42::UBIGINT", "big: beyond 2^53, Insider would round it: 18446744073709551615", 42),
     ("uhugeint", "big", "1152921504606846976::UHUGEINT", "7::UHUGEINT", "big: beyond 2^53, Insider would round it: 1152921504606846976", 7),
+    ("bigint_array_element", "ids", "[1, 9007199254740993]::BIGINT[]", "[1, 2]::BIGINT[]", "ids: an element is beyond 2^53, Insider would round it: 9007199254740993", [1, 2]),
+    ("double_array_nan", "scores", "[1.5, 'nan'::DOUBLE]", "[1.5, 2.5]::DOUBLE[]", "scores: an element is not a finite number: nan", [1.5, 2.5]),
+    ("double_array_infinity", "scores", "['-infinity'::DOUBLE]", "[0.25::DOUBLE]", "scores: an element is not a finite number: -inf", [0.25]),
+    ("decimal_array_digits", "amounts", "[1234567890123456789.1234567891::DECIMAL(38,10)]", "[12.5::DECIMAL(38,10)]", "amounts: an element has too many significant digits for a double, Insider would round it: 1234567890123456789.1234567891", [12.5]),
+    ("text_array_big_integer", "codes", "'[1, 123456789012345678901234567890]'", "'[1, 2]'", "codes: an element is beyond 2^53, Insider would round it: 123456789012345678901234567890", [1, 2]),
+    ("timestamptz_year_10000_in_utc", "signup", "TIMESTAMPTZ '9999-12-31 23:30:00-02'", "TIMESTAMPTZ '9999-12-31 21:30:00-02'", "signup: outside years 0001-9999 (RFC 3339): 10000-01-01 01:30:00+00", "9999-12-31T23:30:00Z"),
+    ("timestamptz_year_0_in_utc", "signup", "TIMESTAMPTZ '0001-01-01 00:30:00+02'", "TIMESTAMPTZ '0001-01-01 02:30:00+02'", "signup: outside years 0001-9999 (RFC 3339): 0001-12-31 (BC) 22:30:00+00", "0001-01-01T00:30:00Z"),
+    ("text_timestamptz_year_10000_in_utc", "birthday", "'9999-12-31T23:30:00-02:00'", "'9999-12-31T21:30:00-02:00'", "birthday: outside years 0001-9999 (RFC 3339): 9999-12-31T23:30:00-02:00", "9999-12-31T23:30:00Z"),
     ("decimal_digits", "ltv_exact", "1234567890123456789.1234567891::DECIMAL(38,10)", "12.5::DECIMAL(38,10)", "ltv_exact: too many significant digits for a double, Insider would round it: 1234567890123456789.1234567891", 12.5),
 ]
 
@@ -84,3 +92,19 @@ def test_integer_event_timestamp_and_infinite_timestamp_rejected(tmp_path: Path,
     assert result.outcome == "partial" and result.counts["invalid"] == 1
     _, rows = reverse_etl.rejected_rows(project.root, "events", environ=project.env)
     assert any(r["key"] == "e3" and "expected a date or timestamp, not INTEGER" in r["reason"] for r in rows)
+
+
+@pytest.mark.parametrize("zone", ["America/Los_Angeles", "Asia/Tokyo", "UTC"])
+def test_the_year_range_of_a_timestamptz_is_judged_in_utc_whatever_the_session_zone(zone: str) -> None:
+    import duckdb
+
+    from reverse_etl.insider.fields import Field, encode_field
+
+    encoded = encode_field(Field("attributes", "signup", True, "v"), "v", "TIMESTAMP WITH TIME ZONE")
+    con = duckdb.connect()
+    con.execute(f"SET TimeZone = '{zone}'")
+    values = ["9999-12-31 23:30:00-02", "0001-01-01 00:30:00+02", "9999-12-31 21:30:00-02", "0001-01-01 02:30:00+02"]
+    rows = con.execute(f"SELECT {encoded.value_sql}, {encoded.reason_sql} FROM "
+                       "(SELECT unnest(?)::TIMESTAMPTZ AS v)", [values]).fetchall()
+    assert [r[0] for r in rows] == [None, None, '"9999-12-31T23:30:00Z"', '"0001-01-01T00:30:00Z"']
+    assert [r[1] is not None and "outside years 0001-9999" in r[1] for r in rows] == [True, True, False, False]

@@ -41,6 +41,8 @@ class RateLimits(Strict):
     identity_delete_per_minute: int = Field(default=1_000, gt=0)
     user_delete_per_minute: int = Field(default=10_000, gt=0)
     anonymize_per_minute: int = Field(default=500, gt=0)
+    profile_read_per_minute: int = Field(
+        default=1_000, gt=0, description="profile read quota units (a read costs 1, +0.5 with events)")
 
 
 class InsiderDestinationConfig(Strict):
@@ -57,6 +59,9 @@ class InsiderDestinationConfig(Strict):
     max_batch_users: int = Field(default=1_000, ge=1, le=1_000)
     max_batch_bytes: int = Field(default=5_000_000, ge=1_000, le=5_000_000)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
+    verify_delay_seconds: float = Field(
+        default=5.0, ge=0, description="after an ambiguous failure of an appending request, wait this "
+        "long for Insider to finish it before reading the profiles back")
 
     @field_validator("partner")
     @classmethod

@@ -157,6 +157,16 @@ def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
         parsed, array_reason = _text_array(col, label)
         checks.append(array_reason)
         return EncodedField(field, f"coalesce({parsed}, to_json({col}))", _first_reason(checks))
+    # Arrays first: DECIMAL(p,s)[] must not be taken for a DECIMAL.
+    if kind.endswith("[]"):
+        element = kind[:-2]
+        if element == "VARCHAR" or element in _INTEGER_TYPES or element in _FLOAT_TYPES or element.startswith("DECIMAL"):
+            # Nulls inside an array have no Insider meaning; they are dropped.
+            return EncodedField(field, f"to_json(list_filter({col}, lambda x: x IS NOT NULL))",
+                                _element_reason(col, element, label))
+        what = ("booleans" if element == "BOOLEAN"
+                else "objects" if element.startswith(("STRUCT", "MAP", "JSON")) else element.lower())
+        return _always_rejected(field, col, f"{label}: arrays of {what} are not allowed by Insider")
     fractional = kind in _FLOAT_TYPES or kind.startswith("DECIMAL")
     if root and field.group == "params" and name == "quantity" and fractional:
         # Insider wants an integer quantity: 2.0 is sent as 2, 2.5 is rejected.
@@ -172,14 +182,6 @@ def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
     if kind == "DATE" or kind.startswith("TIMESTAMP"):
         value, reason = _datetime(col, kind, label)
         return EncodedField(field, value, reason)
-    if kind.endswith("[]"):
-        element = kind[:-2]
-        if element == "VARCHAR" or element in _INTEGER_TYPES or element in _FLOAT_TYPES or element.startswith("DECIMAL"):
-            # Nulls inside an array have no Insider meaning; they are dropped.
-            return EncodedField(field, f"to_json(list_filter({col}, lambda x: x IS NOT NULL))", "NULL")
-        what = ("booleans" if element == "BOOLEAN"
-                else "objects" if element.startswith(("STRUCT", "MAP", "JSON")) else element.lower())
-        return _always_rejected(field, col, f"{label}: arrays of {what} are not allowed by Insider")
     if kind.startswith(("STRUCT", "MAP", "JSON", "UNION")):
         return _always_rejected(field, col, f"{label}: objects are not allowed by Insider; flatten it into columns")
     return _always_rejected(field, col, f"{label}: values of type {kind} are not supported; cast it to text or a number")
@@ -218,6 +220,23 @@ def _exact_number_reason(col: str, kind: str, label: str) -> str:
     return "NULL"
 
 
+def _element_reason(col: str, element: str, label: str) -> str:
+    """Reason for an array whose elements break the rules of a scalar of their type
+    (the first offending element is named); NULL when every element is fine."""
+    if element in _WIDE_INTEGER_TYPES:
+        bad = f"list_filter({col}, lambda x: x > {_MAX_EXACT_INT} OR x < -{_MAX_EXACT_INT})"
+        message = ": an element is beyond 2^53, Insider would round it: "
+    elif element in _FLOAT_TYPES:
+        bad = f"list_filter({col}, lambda x: NOT isfinite(x))"
+        message = ": an element is not a finite number: "
+    elif element.startswith("DECIMAL"):
+        bad = f"list_filter({col}, lambda x: try_cast(CAST(x AS DOUBLE) AS {element}) IS DISTINCT FROM x)"
+        message = ": an element has too many significant digits for a double, Insider would round it: "
+    else:
+        return "NULL"
+    return f"CASE WHEN len({bad}) > 0 THEN {literal(label + message)} || CAST({bad}[1] AS VARCHAR) END"
+
+
 def _text_array(col: str, label: str) -> tuple[str, str]:
     """(JSON array or NULL, reason) for text like ``['a', 'b']`` or ``[1, 2]``.
 
@@ -235,7 +254,14 @@ def _text_array(col: str, label: str) -> tuple[str, str]:
     reason = (f"CASE WHEN {looks} AND json_type({as_json}) = 'ARRAY' AND NOT ({strings} OR {numbers}) THEN "
               f"{literal(label + ': arrays must hold only strings or only numbers (no objects, booleans or mixed types): ')} "
               f"|| {col} END")
-    return value, reason
+    # An integer element beyond 2^53 (kept as written in the JSON text) would be rounded by Insider.
+    integral = "(json_type(x) IN ('BIGINT', 'UBIGINT') OR (json_type(x) = 'DOUBLE' AND NOT regexp_matches(CAST(x AS VARCHAR), '[.eE]')))"
+    big = (f"list_filter(CAST(json_extract({as_json}, '$[*]') AS JSON[]), lambda x: {integral} AND "
+           f"coalesce(abs(try_cast(CAST(x AS VARCHAR) AS HUGEINT)) > {_MAX_EXACT_INT}, TRUE))")
+    big_reason = (f"CASE WHEN {looks} AND {ok} AND len({big}) > 0 THEN "
+                  f"{literal(label + ': an element is beyond 2^53, Insider would round it: ')} "
+                  f"|| CAST({big}[1] AS VARCHAR) END")
+    return value, _first_reason([reason, big_reason])
 
 
 def _datetime(col: str, kind: str, label: str) -> tuple[str, str]:
@@ -244,13 +270,13 @@ def _datetime(col: str, kind: str, label: str) -> tuple[str, str]:
         parsed = f"try_cast({col} AS TIMESTAMPTZ)"
         reason = (f"CASE WHEN {col} IS NOT NULL AND {parsed} IS NULL THEN "
                   f"{literal(label + ': not an RFC 3339 date-time: ')} || {col} END")
-        in_range = _in_range(parsed)
+        in_range = _in_range(parsed, tz=True)
         range_reason = (f"CASE WHEN {parsed} IS NOT NULL AND NOT {in_range} THEN "
                         f"{literal(label + ': outside years 0001-9999 (RFC 3339): ')} || {col} END")
         value = f"CASE WHEN {parsed} IS NOT NULL AND {in_range} THEN {_rfc3339(parsed, tz=True)} END"
         return value, _first_reason([reason, range_reason])
     if kind == "DATE" or kind.startswith("TIMESTAMP"):
-        in_range = _in_range(col)
+        in_range = _in_range(col, tz="WITH TIME ZONE" in kind)
         reason = (f"CASE WHEN {col} IS NOT NULL AND NOT {in_range} THEN "
                   f"{literal(label + ': outside years 0001-9999 (RFC 3339): ')} || CAST({col} AS VARCHAR) END")
         value = f"CASE WHEN {in_range} THEN {_rfc3339(col, tz='WITH TIME ZONE' in kind)} END"
@@ -269,9 +295,14 @@ def timestamp_sql(col: str, kind: str) -> str:
     return "CAST(NULL AS TIMESTAMP)"  # not a date: refused by its reason, not by the TTL
 
 
-def _in_range(expr: str) -> str:
-    """SQL: the date/timestamp is finite and its year is 1..9999 (no BC dates)."""
-    return f"(NOT isinf({expr}) AND year({expr}) BETWEEN 1 AND 9999)"
+def _in_range(expr: str, *, tz: bool = False) -> str:
+    """SQL: the date/timestamp is finite and its year is 1..9999 (no BC dates).
+
+    A TIMESTAMPTZ is judged in UTC, where it is sent: ``9999-12-31 23:30-02`` is year
+    10000 there, whatever the session's time zone says.
+    """
+    year = f"year(timezone('UTC', {expr}))" if tz else f"year({expr})"
+    return f"(NOT isinf({expr}) AND {year} BETWEEN 1 AND 9999)"
 
 
 def _rejected_with_value(field: Field, col: str, message: str) -> EncodedField:

@@ -14,7 +14,7 @@ def test_endpoint_values() -> None:
     assert Endpoint.ATTRIBUTE_DELETE.family is Endpoint.UPSERT.family
     assert (Endpoint.IDENTITY_UPDATE.method, Endpoint.IDENTITY_DELETE.method) == ("PATCH", "DELETE")
     assert [e for e in Endpoint if e.bulk] == [Endpoint.UPSERT, Endpoint.ATTRIBUTE_DELETE]
-    assert len({e.family for e in Endpoint}) == 5
+    assert len({e.family for e in Endpoint}) == 6
 
 
 @pytest.mark.parametrize("per_minute", [1, 7, 30, 59, 60, 61, 120, 500, 1_000, 25_000])

@@ -9,12 +9,15 @@ A fault configuration is a plain dict (given as ``Emulator(faults=...)``, throug
       "status_500": 0.05,        # probability of 500
       "status_503": 0.05,        # probability of 503
       "drop": 0.02,              # probability of closing the connection, no response
+      "lost_answer": 0.1,        # probability of applying the request, then closing the
+                                 # connection without answering (the answer is lost)
       "latency_ms": 50,          # added before every API response
       "retry_after": 1,          # Retry-After seconds sent with an injected 429
       "reject": ["u13", "x@y.co"],   # users with any of these identifier values fail
                                  # row-level: users.<i>.identifiers.*.rejected
-      "script": [500, "drop", 429, "ok"],  # outcomes for the next API requests, in
-                                 # order, before the random ones ("ok" = no fault)
+      "script": [500, "drop", 429, "lost", "ok"],  # outcomes for the next API requests,
+                                 # in order, before the random ones ("ok" = no fault,
+                                 # "lost" = applied, answer lost)
       "endpoints": ["upsert"]    # restrict status/drop/latency faults to these
                                  # endpoint names (default: every API endpoint)
     }
@@ -24,7 +27,10 @@ user_delete, anonymize, fps_upload, raw_export.
 
 Faults are decided before authentication and before any state change, so a 5xx,
 a 429 or a dropped connection always means "nothing was stored": a client can
-retry safely. Admin endpoints (``/_emulator/...``) are never faulted.
+retry safely. A lost answer is the exception: the request is applied in full (and
+logged with its real status and ``"fault": "lost_answer"``), then the connection
+is closed; so is a latency longer than the client's timeout (the request is applied
+after the client gave up). Admin endpoints (``/_emulator/...``) are never faulted.
 """
 
 from __future__ import annotations
@@ -34,19 +40,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_PROBABILITIES = ("status_429", "status_500", "status_503", "drop")
+_PROBABILITIES = ("status_429", "status_500", "status_503", "drop", "lost_answer")
 _KNOWN = frozenset((*_PROBABILITIES, "seed", "latency_ms", "retry_after", "reject", "script",
                     "endpoints"))
-_SCRIPT_STEPS = frozenset({429, 500, 502, 503, 504, 520, "drop", "ok"})
+_SCRIPT_STEPS = frozenset({429, 500, 502, 503, 504, 520, "drop", "lost", "ok"})
 
 
 @dataclass
 class Decision:
-    """What to do with one request: extra latency, then a status, a drop, or nothing."""
+    """What to do with one request: extra latency, then a status, a drop, or nothing;
+    ``lose_answer``: apply it, then drop the connection instead of answering."""
 
     latency_s: float = 0.0
     status: int | None = None
     drop: bool = False
+    lose_answer: bool = False
 
 
 @dataclass
@@ -58,6 +66,7 @@ class FaultConfig:
     status_500: float = 0.0
     status_503: float = 0.0
     drop: float = 0.0
+    lost_answer: float = 0.0
     latency_ms: float = 0.0
     retry_after: int = 1
     reject: frozenset[str] = frozenset()
@@ -79,7 +88,7 @@ class FaultConfig:
                 if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
                     raise ValueError(f"fault option {key} must be a probability in [0, 1]")
                 setattr(cfg, key, float(p))
-        if cfg.status_429 + cfg.status_500 + cfg.status_503 + cfg.drop > 1:
+        if sum(getattr(cfg, key) for key in _PROBABILITIES) > 1:
             raise ValueError("fault probabilities must add up to at most 1")
         for key in ("seed", "retry_after"):
             if key in raw:
@@ -101,7 +110,7 @@ class FaultConfig:
             for s in steps:
                 if s not in _SCRIPT_STEPS or isinstance(s, bool):
                     raise ValueError(f"fault script step {s!r} not one of "
-                                     "429, 500, 502, 503, 504, 520, 'drop', 'ok'")
+                                     "429, 500, 502, 503, 504, 520, 'drop', 'lost', 'ok'")
             cfg.script = steps
         if "endpoints" in raw and raw["endpoints"] is not None:
             cfg.endpoints = frozenset(raw["endpoints"])
@@ -111,7 +120,7 @@ class FaultConfig:
         """JSON-able view (for the admin endpoint)."""
         return {"seed": self.seed, "status_429": self.status_429,
                 "status_500": self.status_500, "status_503": self.status_503,
-                "drop": self.drop, "latency_ms": self.latency_ms,
+                "drop": self.drop, "lost_answer": self.lost_answer, "latency_ms": self.latency_ms,
                 "retry_after": self.retry_after, "reject": sorted(self.reject),
                 "script": list(self.script),
                 "endpoints": sorted(self.endpoints) if self.endpoints is not None else None}
@@ -129,7 +138,8 @@ class FaultInjector:
         self._rng = random.Random(self.config.seed)
         self._active = bool(
             self.config.script or self.config.latency_ms or self.config.status_429
-            or self.config.status_500 or self.config.status_503 or self.config.drop)
+            or self.config.status_500 or self.config.status_503 or self.config.drop
+            or self.config.lost_answer)
 
     def decide(self, endpoint: str) -> Decision | None:
         """The fault for one request to ``endpoint``, or ``None`` for no fault."""
@@ -141,6 +151,8 @@ class FaultInjector:
             step = cfg.script.pop(0)
             if step == "drop":
                 d.drop = True
+            elif step == "lost":
+                d.lose_answer = True
             elif isinstance(step, int):
                 d.status = step
             return d
@@ -153,6 +165,10 @@ class FaultInjector:
             r -= p
         if r < cfg.drop:
             d.drop = True
+            return d
+        r -= cfg.drop
+        if r < cfg.lost_answer:
+            d.lose_answer = True
         return d
 
     def rejected(self, user: Any) -> str | None:

@@ -4,7 +4,9 @@ Order (and why):
 
 1. read the body (so even a faulted request is logged with what was sent);
 2. injected faults: latency, then a dropped connection or a 429/5xx — before
-   anything else, so a faulted request has changed nothing and can be retried;
+   anything else, so a faulted request has changed nothing and can be retried
+   (except a lost answer: the request runs to the end, then its connection is
+   dropped);
 3. authentication: a wrong partner header (exact, lowercase), a wrong token or a key
    listed in ``forbidden_api_keys`` → 403 ``{"success":false,"message":"Access Denied.
    You do not have sufficient access to perform this action."}``, the one body Insider's
@@ -164,6 +166,8 @@ class Pipeline:
             if headers:
                 entry["response_headers"] = headers
             state.record(entry)
+            if entry["fault"] == "lost_answer":
+                _drop(request)  # applied above; the answer never reaches the client
             return json_response(status, payload, headers)
 
         return run
@@ -176,6 +180,8 @@ class Pipeline:
         if decision is not None:
             if decision.latency_s:
                 await asyncio.sleep(decision.latency_s)
+            if decision.lose_answer:
+                entry["fault"] = "lost_answer"  # the handler runs; run() drops the answer
             if decision.drop:
                 entry["fault"] = "drop"
                 state.record(entry)

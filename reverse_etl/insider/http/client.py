@@ -7,6 +7,11 @@ connections). Batches are packed lazily from the caller's chunks: a queue of
 retry sleeps) before the next batch is even built, so memory stays bounded however
 large the input. Each request ends in exactly one final outcome reported to
 ``on_result``; attempts that will be retried are never reported.
+
+A request that appends (see ``verify``) whose answer is lost after it was sent
+is never resent blindly: its users are read back and only what Insider lacks
+is sent again. Failures before the request left (connect errors) and 429/5xx
+answers are retried as usual.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 from aiolimiter import AsyncLimiter
 from tenacity import RetryCallState
 
@@ -27,10 +33,11 @@ from reverse_etl.errors import AuthenticationError, DeliveryError
 from reverse_etl.insider.config import InsiderDestinationConfig
 from reverse_etl.insider.http.batching import Batch, Oversize, build_body, pack
 from reverse_etl.insider.http.endpoints import Endpoint, build_limiters
-from reverse_etl.insider.http.responses import Kind, Verdict, judge, shorten
+from reverse_etl.insider.http.responses import Kind, Verdict, judge, parse_retry_after, shorten
 from reverse_etl.insider.http.results import BatchResult, DeliveryStats
-from reverse_etl.insider.http.retrying import RetryableError, make_retrying
+from reverse_etl.insider.http.retrying import AmbiguousError, RetryableError, make_retrying
 from reverse_etl.insider.http.useragent import USER_AGENT
+from reverse_etl.insider.http.verify import appends, verify
 
 log = logging.getLogger("reverse_etl.insider.http")
 
@@ -187,6 +194,15 @@ def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
     return errors[0]
 
 
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.LocalProtocolError,
+             httpx.ProxyError)
+"""Transport failures that happen before a request leaves: retrying cannot apply it twice."""
+
+
+class _Unreadable(Exception):
+    """A profile read answered something that says nothing about the profile (not retried)."""
+
+
 class _Run:
     """The state of one delivery: slots, limiter, stats, halt flag."""
 
@@ -220,7 +236,9 @@ class _Run:
     async def execute(self, chunks: Chunks) -> DeliveryStats:
         started = time.perf_counter()
         self._idle = asyncio.Queue()
-        self._limiter = build_limiters(self.config.rate_limits)[self.endpoint.family]
+        limiters = build_limiters(self.config.rate_limits)
+        self._limiter = limiters[self.endpoint.family]
+        self._read_limiter = limiters[Endpoint.PROFILE_READ.family]
         batches = pack(
             chunks,
             bulk=self.endpoint.bulk,
@@ -260,11 +278,12 @@ class _Run:
         try:
             if self.stats.halted:
                 return  # halted while waiting: leave these rows unreported
-            verdict = await self._attempts(batch, lane)
+            attempted = await self._attempts(batch, lane)
         finally:
             self._idle.put_nowait(lane)
-        if verdict is None:
+        if attempted is None:
             return
+        batch, verdict = attempted
         if verdict.kind is Kind.BISECT and len(batch) > 1:
             if self.stats.halted:
                 return
@@ -275,23 +294,98 @@ class _Run:
             return
         self._settle(self._result(batch, verdict))
 
-    async def _attempts(self, batch: Batch, lane: httpx.AsyncClient) -> Verdict | None:
-        """Run the request through the retry policy; None once it has been settled as failed."""
-        body = build_body(batch, bulk=self.endpoint.bulk, skip_hook=self.skip_hook)
-        retrying = make_retrying(
-            max_retries=self.config.max_retries,
-            wait_base=self.client.wait_base,
-            wait_max=self.client.wait_max,
-            retry_after_cap=self.client.retry_after_cap,
-            on_retry=self._on_retry,
-        )
-        try:
-            verdict: Verdict = await retrying(self._attempt, lane, body, len(batch))
-        except RetryableError as error:
+    async def _attempts(self, batch: Batch, lane: httpx.AsyncClient) -> tuple[Batch, Verdict] | None:
+        """Run the request through the retry policy: (what was sent last, its verdict), or
+        None once it has been settled (failed, or every user verified as applied).
+
+        An appending request that fails ambiguously is not retried by the policy: its
+        users are read back (after ``verify_delay_seconds``), those Insider already holds
+        are acknowledged, and only the rest of each user is sent again.
+        """
+        appending = self.endpoint is Endpoint.UPSERT and any(map(appends, batch.items))
+        rounds = 0
+        while True:
+            body = build_body(batch, bulk=self.endpoint.bulk, skip_hook=self.skip_hook)
+            retrying = make_retrying(
+                max_retries=self.config.max_retries,
+                wait_base=self.client.wait_base,
+                wait_max=self.client.wait_max,
+                retry_after_cap=self.client.retry_after_cap,
+                on_retry=self._on_retry,
+                retry_ambiguous=not appending,
+            )
+            try:
+                verdict: Verdict = await retrying(self._attempt, lane, body, len(batch))
+            except AmbiguousError as error:
+                if not appending or rounds >= self.config.max_retries:
+                    self._give_up(batch, error, verified=appending)
+                    return None
+                rounds += 1
+                self.stats.retries += 1
+                log.info("the answer to %d users was lost (%s); reading them back before resending",
+                         len(batch), error.reason)
+                await asyncio.sleep(self.config.verify_delay_seconds)
+                try:
+                    found = await verify(batch, lambda read: self._read_profile(lane, read))
+                except RetryableError as unreadable:
+                    self._give_up(batch, error, verified=True, unreadable=unreadable.reason)
+                    return None
+                if found.applied:
+                    self._settle(BatchResult(self.endpoint, acked=found.applied))
+                if not found.rest.row_ids:
+                    return None
+                batch = found.rest
+                appending = any(map(appends, batch.items))
+                continue
+            except RetryableError as error:
+                self._give_up(batch, error)
+                return None
+            return batch, verdict
+
+    def _give_up(self, batch: Batch, error: RetryableError, *, verified: bool = False,
+                 unreadable: str | None = None) -> None:
+        """Settle ``batch`` as failed (the next run sends it again)."""
+        if unreadable is not None:
+            reason = (f"answer lost ({error.reason}) and the profiles could not be read back "
+                      f"({unreadable}): not resent in this run")
+        elif verified:
+            reason = f"answer lost {self.config.max_retries + 1} times, last: {error.reason}"
+        else:
             reason = f"gave up after {self.config.max_retries} retries: {error.reason}"
-            self._settle(BatchResult(self.endpoint, failed=dict.fromkeys(batch.row_ids, reason)))
-            return None
-        return verdict
+        self._settle(BatchResult(self.endpoint, failed=dict.fromkeys(batch.row_ids, reason)))
+
+    async def _read_profile(self, lane: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any] | None:
+        """One profile read (retried on 429/5xx/no answer): the answer, or None for no such user."""
+        payload = orjson.dumps(body)
+        cost = 1.0 + 0.5 * len(body.get("events", {}).get("wanted", ()))
+
+        async def attempt() -> dict[str, Any] | None:
+            await self._read_limiter.acquire(min(cost, self._read_limiter.max_rate))
+            endpoint = Endpoint.PROFILE_READ
+            try:
+                response = await lane.request(endpoint.method, endpoint.path, content=payload)
+            except httpx.TransportError as error:
+                raise RetryableError(self._redact(f"profile read: {type(error).__name__}")) from None
+            if response.status_code == 404:
+                return None
+            if response.status_code == 200:
+                answer = orjson.loads(response.content)
+                if isinstance(answer, dict):
+                    return answer
+            if response.status_code == 429 or response.status_code >= 500:
+                raise RetryableError(f"profile read: HTTP {response.status_code}",
+                                     parse_retry_after(response.headers.get("Retry-After")))
+            # Anything else cannot tell what Insider holds: stop retrying, report it.
+            raise _Unreadable(self._redact(f"profile read: HTTP {response.status_code}: "
+                                           f"{shorten(response.text)}"))
+
+        retrying = make_retrying(max_retries=self.config.max_retries, wait_base=self.client.wait_base,
+                                 wait_max=self.client.wait_max, retry_after_cap=self.client.retry_after_cap)
+        try:
+            result: dict[str, Any] | None = await retrying(attempt)
+        except _Unreadable as error:
+            raise RetryableError(str(error)) from None
+        return result
 
     async def _attempt(self, lane: httpx.AsyncClient, body: bytes, n_users: int) -> Verdict:
         """One HTTP attempt: wait for the rate limiter, send, judge the answer."""
@@ -302,7 +396,9 @@ class _Run:
             response = await lane.request(self.endpoint.method, self.endpoint.path, content=body)
         except httpx.TimeoutException as error:
             self.stats.count_status(0)
-            raise RetryableError(
+            # A connect or pool timeout: nothing left. A read/write timeout: maybe applied.
+            kind = RetryableError if isinstance(error, _NOT_SENT) else AmbiguousError
+            raise kind(
                 f"no answer within {self.config.timeout_seconds:g}s ({type(error).__name__})"
             ) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
@@ -312,7 +408,8 @@ class _Run:
             ) from None
         except httpx.TransportError as error:
             self.stats.count_status(0)
-            raise RetryableError(
+            kind = RetryableError if isinstance(error, _NOT_SENT) else AmbiguousError
+            raise kind(
                 self._redact(f"connection problem: {type(error).__name__}: {error}")
             ) from None
         self.stats.count_status(response.status_code)

@@ -24,6 +24,7 @@ class RateFamily(enum.Enum):
     IDENTITY_DELETE = "identity_delete_per_minute"
     USER_DELETE = "user_delete_per_minute"
     ANONYMIZE = "anonymize_per_minute"
+    PROFILE_READ = "profile_read_per_minute"
 
     def per_minute(self, limits: RateLimits) -> int:
         """This family's budget in requests per minute."""
@@ -39,6 +40,8 @@ class Endpoint(enum.Enum):
     IDENTITY_DELETE = ("DELETE", "/api/user/v1/identity", RateFamily.IDENTITY_DELETE)
     USER_DELETE = ("POST", "/api/user/v1/delete", RateFamily.USER_DELETE)
     ANONYMIZE = ("POST", "/api/user/v1/anonymize", RateFamily.ANONYMIZE)
+    PROFILE_READ = ("POST", "/api/user/v1/profile", RateFamily.PROFILE_READ)
+    """Read-only: used to verify an appending request whose answer was lost."""
 
     @property
     def method(self) -> str:

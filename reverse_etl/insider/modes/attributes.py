@@ -62,8 +62,31 @@ class UpsertAttributes(Mode):
 
     def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
                     value_of: Callable[[Field], str]) -> list[str]:
-        """An identity conflict (see :func:`conflicts_sql`) makes a row invalid."""
-        return ["(SELECT r.reason FROM id_conflicts r WHERE r.key = c.key)"]
+        """An identity conflict (see :func:`conflicts_sql`) makes a row invalid, and so does
+        an identity takeover (see :meth:`_takeover_reasons`)."""
+        return ["(SELECT r.reason FROM id_conflicts r WHERE r.key = c.key)", *self._takeover_reasons(value_of)]
+
+    def _takeover_reasons(self, value_of: Callable[[Field], str]) -> list[str]:
+        """A row holding an email, phone or custom identifier of a key that left the model
+        waits for that key's ``on_removed`` to be acknowledged.
+
+        Insider unifies by any identifier: upserted first, the new key would be merged
+        into the old key's profile, which the removal then deletes (``delete_user``) or
+        clears (``clear_attributes``). Held back as invalid for one run, the row is sent
+        the run after, once the old key is gone from the snapshot.
+        """
+        if self.sync.on_removed not in ("delete_user", "clear_attributes"):
+            return []
+        reasons = []
+        for f in self.ids[1:]:
+            column = ident(f.name)
+            prefix = literal(f"identity takeover: {f.label}=")
+            reasons.append(f"""(SELECT {prefix} || trim({value_of(f)}, '"') || ' belonged to removed key '
+                   || min(s.key) || {literal(f"; sent next run, once its on_removed ({self.sync.on_removed}) "
+                                              "is acknowledged (Insider would merge the two)")}
+                FROM snap s WHERE s.{column} = {value_of(f)} AND s.key <> c.key
+                  AND NOT EXISTS (SELECT 1 FROM present p WHERE p.key = s.key))""")
+        return reasons
 
     # ------------------------------------------------------------- changes
     def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
