@@ -29,9 +29,14 @@ ClientFactory = Callable[[InsiderProject], InsiderDeliverer]
 """Builds the Insider client of a project (tests and benchmarks pass stand-ins)."""
 
 
-def load_project(project_dir: str | Path = ".", environ: Mapping[str, str] | None = None) -> InsiderProject:
-    """Load a project from a directory holding syncs.yml, or from the file itself."""
-    return load_config(project_dir, environ, ProjectConfig)
+def load_project(project_dir: str | Path = ".", environ: Mapping[str, str] | None = None,
+                 target: str | None = None) -> InsiderProject:
+    """Load a project from a directory holding syncs.yml, or from the file itself.
+
+    ``target`` chooses the environment (``targets:`` in syncs.yml); default
+    ``$REVERSE_ETL_TARGET``, else the file's ``target:``.
+    """
+    return load_config(project_dir, environ, ProjectConfig, target)
 
 
 def destination_key(identity: Mapping[str, str]) -> str:
@@ -138,13 +143,16 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
     destination = InsiderDestination(project.config.destination,
                                      (lambda _config: factory(project)) if factory else None)
     ledger = open_ledger(project.state_dir, project.config.state)
+    # A snapshot belongs to one environment and one destination: another one is a first run.
+    bound = destination_key({**destination.identity(),
+                             **({"target": project.target} if project.target else {})})
     try:
         check_custom_attribute_cap(project)
         refusal: ConfigError | None = None
     except ConfigError as exc:  # refused before anything is sent, whatever is selected
         refusal = exc
     source = _LazySource(project)
-    result = RunResult()
+    result = RunResult(target=project.target)
     try:
         for sync in syncs:
             decided = not_run.get(sync.name)
@@ -164,7 +172,7 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
                     source.get(), resolve_sync_model(project, sync),
                     resolve=lambda name: resolve_model_named(project, name, f"sync {sync.name!r}"),
                     sender_factory=lambda: destination.sender(sync), hooks=hooks,
-                    destination=destination_key(destination.identity()))
+                    destination=bound)
                 if action == "plan":
                     runner.plan(sync_result, full_refresh=full_refresh)
                 else:

@@ -233,13 +233,18 @@ class Project(Generic[ConfigT]):
     config: ConfigT
     root: Path
     config_path: Path
+    target: str | None = None
+    """The environment this project was loaded for (``targets:``), None without targets."""
+    requested_target: str | None = None
+    """The name ``--target``/``REVERSE_ETL_TARGET`` asked for (dbt's profile target)."""
 
     @property
     def state_dir(self) -> Path:
         """Absolute state directory (with an object-store state: its local working copy);
         :class:`StateError` if it (or a parent) is a file."""
         if self.config.state.url is not None:
-            return (self.root / ".reverse_etl" / "working-copy").resolve()
+            copy = self.root / ".reverse_etl" / "working-copy"
+            return (copy / self.target if self.target else copy).resolve()
         path = (self.root / self.config.state.path).resolve()
         for candidate in (path, *path.parents):
             if candidate.exists():

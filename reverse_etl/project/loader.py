@@ -8,12 +8,14 @@ line, the field and the fix, e.g.::
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 from pydantic import ValidationError
@@ -22,7 +24,8 @@ from reverse_etl.errors import ConfigError
 from reverse_etl.project.config import ConfigT, Project
 from reverse_etl.project.describe import describe_validation_error
 from reverse_etl.project.literal_secrets import MARKER, refuse_literal_secrets
-from reverse_etl.project.yaml_lines import parse_yaml
+from reverse_etl.project.targets import apply_target, read_targets, target_loc
+from reverse_etl.project.yaml_lines import LineMap, Loc, parse_yaml
 from reverse_etl.redact import register_config_secrets
 
 CONFIG_FILENAME = "syncs.yml"
@@ -34,10 +37,13 @@ _ENV_VAR_CALL = re.compile(
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None,
-                schema: type[ConfigT]) -> Project[ConfigT]:
+                schema: type[ConfigT], target: str | None = None) -> Project[ConfigT]:
     """Load a project from a directory holding syncs.yml, or from the file itself.
 
     ``schema`` is the whole file's model: the engine's sections plus the destination's.
+
+    ``target`` names the environment (:mod:`reverse_etl.project.targets`); default:
+    ``$REVERSE_ETL_TARGET``, else the file's ``target:``.
 
     ``environ`` defaults to ``.env`` beside the file overlaid by ``os.environ``.
     The values of the config's secret fields are registered with
@@ -54,19 +60,51 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None,
     if environ is None:
         environ = {**_read_dotenv(root / ".env"), **os.environ}
     raw = read_text(config_path)
-    rendered = render_env_vars(raw, environ, config_path.name)
+    name = config_path.name
     templated = frozenset(i for i, line in enumerate(raw.splitlines()) if _TEMPLATE.search(line))
-    data, lines = parse_yaml(rendered, config_path.name, templated)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{config_path.name}:1: the file must be a mapping with source, destination and syncs")
-    marked, _ = parse_yaml(render_env_vars(raw, _Markers(), config_path.name), config_path.name, templated)
-    refuse_literal_secrets(marked, lines, config_path.name)
-    try:
-        config = schema.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, lines, config_path.name, schema)) from None
+    # A first, lenient pass finds the targets: an unset variable used only by a target this
+    # run does not use (prod's API key on a laptop) is no error.
+    lenient, lenient_lines = parse_yaml(render_env_vars(raw, environ, name, lenient=True), name, templated)
+    if not isinstance(lenient, dict):
+        raise ConfigError(f"{name}:1: the file must be a mapping with source, destination and syncs")
+    targets = read_targets(lenient, lenient_lines, name, target, environ)
+    from_dbt = lenient.get("source") is None and lenient.get("dbt") is not None
+    if targets.selected is None and target is not None and not from_dbt:
+        raise ConfigError(f"{name}: --target {target}: this project defines no targets; add a "
+                          "`targets:` section (see the README, Environments) or drop --target")
+    spans = {t: span for t, span in targets.spans(lenient_lines).items() if t != targets.selected}
+    unused = frozenset(n for first, last in spans.values() for n in range(first, last + 1))
+    unset: list[int] = []
+    rendered = render_env_vars(raw, environ, name, unset_allowed=unused, unset_found=unset)
+    data, lines = parse_yaml(rendered, name, templated)
+    marked, _ = parse_yaml(render_env_vars(raw, _Markers(), name), name, templated)
+    if targets.selected is None:
+        refuse_literal_secrets(marked, lines, name)
+        config = _validate(schema, data, lines, name)
+    else:
+        chosen: ConfigT | None = None
+        for each in targets.names:  # every target is checked, not only the one used
+            merged, merged_lines = apply_target(data, lines, each)
+            refuse_literal_secrets(apply_target(marked, lines, each)[0], merged_lines, name)
+            first, last = spans.get(each, (0, -1))
+            if each != targets.selected and any(first <= n <= last for n in unset):
+                continue  # its values are not all known here; its own runs check it
+            checked = _validate(schema, merged, merged_lines, name, shown=functools.partial(target_loc, data, each))
+            if each == targets.selected:
+                chosen = checked
+        assert chosen is not None
+        config = chosen
     register_config_secrets(config)
-    return Project(config=config, root=root, config_path=config_path.resolve())
+    return Project(config=config, root=root, config_path=config_path.resolve(), target=targets.selected,
+                   requested_target=targets.requested)
+
+
+def _validate(schema: type[ConfigT], data: dict[str, Any], lines: LineMap, filename: str,
+              shown: Callable[[Loc], Loc] | None = None) -> ConfigT:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, lines, filename, schema, shown)) from None
 
 
 def read_text(path: Path, display: str | None = None) -> str:
@@ -110,10 +148,13 @@ class _Markers(Mapping[str, str]):
         return 0
 
 
-def render_env_vars(text: str, environ: Mapping[str, str], filename: str) -> str:
+def render_env_vars(text: str, environ: Mapping[str, str], filename: str, *, lenient: bool = False,
+                    unset_allowed: Container[int] = (), unset_found: list[int] | None = None) -> str:
     """Replace ``{{ env_var('NAME', 'default') }}`` line by line (keeps line numbers).
 
-    Every variable that is not set (and has no default) is named in one error.
+    Every variable that is not set (and has no default) is named in one error,
+    except with ``lenient`` or on a line in ``unset_allowed`` (it reads as
+    ``missing``; the line number is added to ``unset_found``).
     """
     out: list[str] = []
     missing: list[tuple[int, str]] = []
@@ -134,7 +175,11 @@ def render_env_vars(text: str, environ: Mapping[str, str], filename: str) -> str
             elif default is not None:
                 value = default
             else:
-                missing.append((number, name))
+                if lenient or number in unset_allowed:
+                    if unset_found is not None:
+                        unset_found.append(number)
+                else:
+                    missing.append((number, name))
                 return "missing"
             return _yaml_escaped(value, line, match)
 
