@@ -76,10 +76,37 @@ def resolve_model_named(project: InsiderProject, name: str, context: str) -> Res
     if dbt is None or (project.models_dir / f"{name}.sql").is_file():
         return resolve_model(project.models_dir, name, context=context)
     relation = manifest(project).relation(name)
+    check_manifest_database(project, relation, context)
     dialect = project.config.source.type if project.config.source.type != "sqlalchemy" else None
     # A DuckDB source *is* the dbt database file, whatever catalog name dbt gave it.
     sql_name = relation.sql_name(dialect, include_database=dialect != "duckdb")
     return ResolvedModel(name=name, sql=f"SELECT * FROM {sql_name}", origin=f"dbt:{relation.display_name}")
+
+
+def source_database(project: InsiderProject) -> str | None:
+    """The database the configured source reads (DuckDB: the file's catalog), None if unknown."""
+    source = project.config.source
+    if source.type == "duckdb":
+        return None if source.path.startswith(":") else Path(source.path).stem
+    return source.database if source.type == "snowflake" else None
+
+
+def check_manifest_database(project: InsiderProject, relation: Any, context: str) -> None:
+    """Refuse a dbt model built in another database than the one ``source:`` reads.
+
+    A manifest built with ``--target prod`` and a source pointing at dev would
+    otherwise sync dev's rows as if they were prod's (or the other way round).
+    """
+    configured = source_database(project)
+    built = relation.database
+    if configured is None or built is None or configured.lower() == built.lower():
+        return
+    assert project.config.dbt is not None
+    where = f"{project.config.dbt.project_dir.rstrip('/')}/{project.config.dbt.target_path}/manifest.json"
+    raise ConfigError(
+        f"{context}: dbt model {relation.name!r} is built in database {built!r} ({where}) but "
+        f"source: reads database {configured!r}; build the manifest for the same target as the source "
+        f"(dbt compile --target ...) or point source: at {built!r}")
 
 
 def resolve_sync_model(project: InsiderProject, sync: SyncConfig) -> ResolvedModel:

@@ -138,6 +138,9 @@ target_option = click.option("--target", "-t", "target", default=None, expose_va
               envvar="REVERSE_ETL_PROJECT", show_envvar=True,
               help="Project directory holding syncs.yml (default: current directory).")
 @target_option
+@click.option("--profiles-dir", "profiles_dir", default=None, type=click.Path(path_type=Path),
+              help="Where dbt's profiles.yml is (a project with `dbt:` and no `source:`); "
+                   "default: $DBT_PROFILES_DIR, the dbt project, ~/.dbt.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.option("-v", "--verbose", count=True, help="More log lines on stderr (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Log errors only (no warnings).")
@@ -145,7 +148,8 @@ target_option = click.option("--target", "-t", "target", default=None, expose_va
               help="Log lines as text or as one JSON object per line.")
 @click.version_option(package_name="reverse_etl")
 @click.pass_context
-def main(ctx: click.Context, project: Path, debug: bool, verbose: int, quiet: bool, log_format: str) -> None:
+def main(ctx: click.Context, project: Path, profiles_dir: Path | None, debug: bool, verbose: int,
+         quiet: bool, log_format: str) -> None:
     """Sync warehouse models into Insider One, sending only what changed.
 
     Exit codes: 0 ok, 1 config or usage error, 2 warehouse (source) error,
@@ -155,6 +159,8 @@ def main(ctx: click.Context, project: Path, debug: bool, verbose: int, quiet: bo
     ctx.ensure_object(dict)
     ctx.obj["project"] = project
     ctx.obj["debug"] = debug
+    if profiles_dir is not None:  # read where dbt reads it, by every command and by pull
+        os.environ["DBT_PROFILES_DIR"] = str(profiles_dir.resolve())
     configure_logging(verbose, quiet, log_format)
 
 

@@ -207,6 +207,12 @@ class DbtConfig(Strict):
 
     project_dir: str = "."
     target_path: str = "target"
+    profile: str | None = None
+    """With no ``source:``: the profile of dbt's profiles.yml (default: dbt_project.yml's ``profile``)."""
+    target: str | None = None
+    """With no ``source:``: the profile output (default: the reverse-etl target, else the profile's)."""
+    profiles_dir: str | None = None
+    """Where profiles.yml is, relative to syncs.yml (default: $DBT_PROFILES_DIR, the dbt project, ~/.dbt)."""
 
     _paths = field_validator("project_dir", "target_path")(_short_path)
     block_on_failed_tests: bool = True

@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 from pydantic import ValidationError
 
 from reverse_etl.errors import ConfigError
-from reverse_etl.project.config import ConfigT, Project
+from reverse_etl.project.config import ConfigT, DbtConfig, DuckDBSourceConfig, Project
 from reverse_etl.project.describe import describe_validation_error
 from reverse_etl.project.literal_secrets import MARKER, refuse_literal_secrets
 from reverse_etl.project.targets import apply_target, read_targets, target_loc
@@ -78,9 +78,10 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None,
     rendered = render_env_vars(raw, environ, name, unset_allowed=unused, unset_found=unset)
     data, lines = parse_yaml(rendered, name, templated)
     marked, _ = parse_yaml(render_env_vars(raw, _Markers(), name), name, templated)
+    dbt_target = targets.selected or targets.requested
     if targets.selected is None:
         refuse_literal_secrets(marked, lines, name)
-        config = _validate(schema, data, lines, name)
+        config = _validate(schema, _with_profile_source(data, root, environ, dbt_target), lines, name)
     else:
         chosen: ConfigT | None = None
         for each in targets.names:  # every target is checked, not only the one used
@@ -89,6 +90,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None,
             first, last = spans.get(each, (0, -1))
             if each != targets.selected and any(first <= n <= last for n in unset):
                 continue  # its values are not all known here; its own runs check it
+            # Another target's dbt profile may need variables this host does not have: not read.
+            merged = _with_profile_source(merged, root, environ, dbt_target, check_only=each != targets.selected)
             checked = _validate(schema, merged, merged_lines, name, shown=functools.partial(target_loc, data, each))
             if each == targets.selected:
                 chosen = checked
@@ -97,6 +100,22 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None,
     register_config_secrets(config)
     return Project(config=config, root=root, config_path=config_path.resolve(), target=targets.selected,
                    requested_target=targets.requested)
+
+
+def _with_profile_source(data: dict[str, Any], root: Path, environ: Mapping[str, str],
+                         dbt_target: str | None, check_only: bool = False) -> dict[str, Any]:
+    """``data`` with the source dbt's profiles.yml describes, when it has ``dbt:`` and no ``source:``."""
+    if "source" in data or not isinstance(data.get("dbt"), dict):
+        return data
+    try:
+        dbt = DbtConfig.model_validate(data["dbt"])
+    except ValidationError:
+        return data  # the validation of the whole file names the problem
+    if check_only:
+        return {**data, "source": DuckDBSourceConfig(type="duckdb", path=":memory:")}
+    from reverse_etl.project.dbt.profiles import profile_source
+
+    return {**data, "source": profile_source(root, dbt, dbt_target, environ)}
 
 
 def _validate(schema: type[ConfigT], data: dict[str, Any], lines: LineMap, filename: str,
