@@ -42,13 +42,14 @@ def load_project(project_dir: str | Path = ".", environ: Mapping[str, str] | Non
 def destination_key(identity: Mapping[str, str]) -> str:
     """A destination's identity as a short, secret-free text kept with each snapshot.
 
-    The partner stays readable; the base URLs (which may carry userinfo) are only
+    The target (environment) and the partner stay readable; the base URLs (which may carry userinfo) are only
     hashed. A different partner or base URL is a different destination.
     """
     import hashlib
 
     digest = hashlib.sha256("\n".join(f"{k}={identity[k]}" for k in sorted(identity)).encode()).hexdigest()
-    return f"{identity.get('partner', '?')}:{digest[:16]}"
+    target = f"{identity['target']}@" if identity.get("target") else ""  # readable in meta.json
+    return f"{target}{identity.get('partner', '?')}:{digest[:16]}"
 
 
 def check_custom_attribute_cap(project: InsiderProject) -> None:

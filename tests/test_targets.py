@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,7 +54,10 @@ def test_dev_then_prod_each_keep_their_own_state(tmp_path: Path, insider_emulato
     assert prod.syncs[0].counts["acked"] == 6  # a first run there, not dev's snapshot
     assert len(prod_emulator.profiles()) == 6
     assert (project.root / ".reverse_etl" / "dev" / "customers").is_dir()
-    assert (project.root / ".reverse_etl" / "prod" / "customers").is_dir()
+    metas = {t: json.loads((project.root / ".reverse_etl" / t / "customers" / "meta.json").read_text())
+             for t in ("dev", "prod")}
+    assert metas["dev"]["destination"].startswith("dev@acme:")
+    assert metas["prod"]["destination"].startswith("prod@acmeprod:")
 
     project.sql("UPDATE raw_customers SET city = 'Berlin' WHERE customer_id = 'u2'")
     dev_before, prod_before = _upserted(insider_emulator), _upserted(prod_emulator)
@@ -130,3 +134,15 @@ def test_targets_need_a_default_and_target_needs_targets(tmp_path: Path) -> None
     result = CliRunner().invoke(main, ["--project", str(project.root), "validate", "--target", "prod"],
                                 env=project.env)
     assert result.exit_code == 1 and "this project defines no targets" in result.output
+
+
+def test_targets_sharing_one_state_path_never_reuse_each_others_snapshot(
+        tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=4)
+    with project.config() as config:
+        config["target"] = "a"
+        config["targets"] = {name: {"state": {"path": ".reverse_etl/shared"}} for name in ("a", "b")}
+    assert reverse_etl.run(project.root, environ=project.env).syncs[0].counts["acked"] == 4
+    switched = reverse_etl.run(project.root, environ=project.env, target="b").syncs[0]
+    assert switched.counts["acked"] == 4  # a first run for target b: nothing of a's snapshot reused
+    assert switched.full_resend_reason is not None and "first run for this destination" in switched.full_resend_reason
