@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from reverse_etl.errors import ConfigError
 from reverse_etl.project.config import ConfigT, DbtConfig, DuckDBSourceConfig, Project
 from reverse_etl.project.describe import describe_validation_error
+from reverse_etl.project.files import read_text
 from reverse_etl.project.literal_secrets import MARKER, refuse_literal_secrets
 from reverse_etl.project.targets import apply_target, read_targets, target_loc
 from reverse_etl.project.yaml_lines import LineMap, Loc, parse_yaml
@@ -124,24 +125,6 @@ def _validate(schema: type[ConfigT], data: dict[str, Any], lines: LineMap, filen
         return schema.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, lines, filename, schema, shown)) from None
-
-
-def read_text(path: Path, display: str | None = None) -> str:
-    """A UTF-8 text file; :class:`ConfigError` naming the line of the first bad byte.
-
-    ``display`` is the name the message uses (default: the file's name).
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{display or path.name}: cannot read ({exc.strerror}); check the path") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{display or path.name}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
-        ) from None
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

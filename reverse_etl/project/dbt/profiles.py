@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from reverse_etl.errors import ConfigError
 from reverse_etl.project.config import DbtConfig, DuckDBSourceConfig, SnowflakeSourceConfig
+from reverse_etl.project.files import read_text
 from reverse_etl.project.yaml_lines import LineMap, Loc, dotted, line_of, parse_yaml
 
 PROFILES_ENV = "DBT_PROFILES_DIR"
@@ -46,8 +47,6 @@ def profile_source(root: Path, dbt: DbtConfig, requested_target: str | None,
     profile_name = dbt.profile or _profile_of(project_dir)
     path = find_profiles(root, dbt, project_dir, environ)
     shown = path.name if path.parent == project_dir else str(path)
-    from reverse_etl.project.loader import read_text
-
     data, lines = parse_yaml(read_text(path, shown), shown)
     profiles = data if isinstance(data, dict) else {}
     if profile_name not in profiles or not isinstance(profiles[profile_name], dict):
@@ -117,8 +116,6 @@ def _profile_of(project_dir: Path) -> str:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; point dbt.project_dir at the dbt project "
                           "(or set dbt.profile)")
-    from reverse_etl.project.loader import read_text
-
     data, lines = parse_yaml(read_text(path), path.name)
     profile = data.get("profile") if isinstance(data, dict) else None
     if not isinstance(profile, str) or not profile:
