@@ -31,14 +31,14 @@ ProgressCallback = Callable[[str, int, int], None]
 
 
 def validate(project_dir: str | Path = ".", *, environ: Mapping[str, str] | None = None,
-             check_source: bool = False) -> Project:
+             target: str | None = None, check_source: bool = False) -> Project:
     """Load and check a project: config, models, mappings; optionally run each model.
 
     Raises :class:`ConfigError` (or :class:`SourceError`) on the first problem.
     """
     from reverse_etl.insider.modes import mode_for
 
-    project = load_project(project_dir, environ)
+    project = load_project(project_dir, environ, target)
     context.check_custom_attribute_cap(project)
     for sync in project.config.syncs:
         mode_for(sync)
@@ -58,15 +58,16 @@ def run(project_dir: str | Path = ".", *, select: Sequence[str] = (), exclude: S
         full_refresh: bool = False, dbt_run_results: str | Path | None = None,
         progress: ProgressCallback | None = None, hooks: Sequence[Hook] = (),
         environ: Mapping[str, str] | None = None,
+        target: str | None = None,
         client_factory: ClientFactory | None = None) -> RunResult:
     """Run the selected syncs (all by default) and return what each did.
 
     With ``dbt_run_results`` (dbt's ``target/run_results.json``), only syncs whose
     models that dbt invocation rebuilt successfully run; the others are reported
-    ``skipped`` with the reason. ``hooks`` receive the run events
+    ``skipped`` with the reason. ``target`` names the environment (``targets:``). ``hooks`` receive the run events
     (:mod:`reverse_etl.run.events`); ``progress`` is a shorthand for a progress hook.
     """
-    project = load_project(project_dir, environ)
+    project = load_project(project_dir, environ, target)
     syncs = context.select(project, select, exclude)
     not_run = context.after_dbt(project, syncs, Path(dbt_run_results)) if dbt_run_results is not None else {}
     return context.run_syncs(project, syncs, action="run", full_refresh=full_refresh,
@@ -75,9 +76,10 @@ def run(project_dir: str | Path = ".", *, select: Sequence[str] = (), exclude: S
 
 
 def plan(project_dir: str | Path = ".", *, select: Sequence[str] = (), exclude: Sequence[str] = (),
-         full_refresh: bool = False, environ: Mapping[str, str] | None = None) -> RunResult:
+         full_refresh: bool = False, environ: Mapping[str, str] | None = None,
+         target: str | None = None) -> RunResult:
     """Dry run of the selected syncs: counts and sample payloads; sends and writes nothing."""
-    project = load_project(project_dir, environ)
+    project = load_project(project_dir, environ, target)
     syncs = context.select(project, select, exclude)
     return context.run_syncs(project, syncs, action="plan", full_refresh=full_refresh)
 
@@ -90,18 +92,18 @@ def _hooks(hooks: Sequence[Hook], progress: ProgressCallback | None) -> Hooks:
 
 
 def history(project_dir: str | Path = ".", sync: str | None = None, limit: int = 20,
-            *, environ: Mapping[str, str] | None = None) -> list[RunRecord]:
+            *, environ: Mapping[str, str] | None = None, target: str | None = None) -> list[RunRecord]:
     """The run ledger, oldest first (the last ``limit`` runs)."""
-    project = load_project(project_dir, environ)
+    project = load_project(project_dir, environ, target)
     if sync is not None:
         find_sync(project, sync)
     return open_ledger(project.state_dir, project.config.state).records(sync, limit)
 
 
 def rejected_rows(project_dir: str | Path, sync: str, limit: int = 50,
-                  *, environ: Mapping[str, str] | None = None) -> tuple[int, list[dict[str, Any]]]:
+                  *, environ: Mapping[str, str] | None = None, target: str | None = None) -> tuple[int, list[dict[str, Any]]]:
     """(total, first ``limit`` rows) a sync holds back, with the reason for each."""
-    project = load_project(project_dir, environ)
+    project = load_project(project_dir, environ, target)
     find_sync(project, sync)
     state = open_sync_state(project.state_dir, project.config.state, sync)
     with tempfile.TemporaryDirectory(prefix="reverse_etl_rejected_") as pinned:
@@ -115,14 +117,14 @@ def rejected_rows(project_dir: str | Path, sync: str, limit: int = 50,
 
 
 def reset(project_dir: str | Path, sync: str, *, environ: Mapping[str, str] | None = None,
-          forget_everything: bool = False) -> str | None:
+          target: str | None = None, forget_everything: bool = False) -> str | None:
     """Forget a sync's snapshot and rejected rows: its next run resends everything.
 
     The snapshot is kept aside as knowledge, so that resend still deletes values
     that became NULL and applies ``on_removed`` to users who left, unless
     ``forget_everything``. Returns what the next run will do (None: there was no state).
     """
-    project = load_project(project_dir, environ)
+    project = load_project(project_dir, environ, target)
     find_sync(project, sync)
     state = open_sync_state(project.state_dir, project.config.state, sync)
     with state.lock():

@@ -29,21 +29,27 @@ ClientFactory = Callable[[InsiderProject], InsiderDeliverer]
 """Builds the Insider client of a project (tests and benchmarks pass stand-ins)."""
 
 
-def load_project(project_dir: str | Path = ".", environ: Mapping[str, str] | None = None) -> InsiderProject:
-    """Load a project from a directory holding syncs.yml, or from the file itself."""
-    return load_config(project_dir, environ, ProjectConfig)
+def load_project(project_dir: str | Path = ".", environ: Mapping[str, str] | None = None,
+                 target: str | None = None) -> InsiderProject:
+    """Load a project from a directory holding syncs.yml, or from the file itself.
+
+    ``target`` chooses the environment (``targets:`` in syncs.yml); default
+    ``$REVERSE_ETL_TARGET``, else the file's ``target:``.
+    """
+    return load_config(project_dir, environ, ProjectConfig, target)
 
 
 def destination_key(identity: Mapping[str, str]) -> str:
     """A destination's identity as a short, secret-free text kept with each snapshot.
 
-    The partner stays readable; the base URLs (which may carry userinfo) are only
+    The target (environment) and the partner stay readable; the base URLs (which may carry userinfo) are only
     hashed. A different partner or base URL is a different destination.
     """
     import hashlib
 
     digest = hashlib.sha256("\n".join(f"{k}={identity[k]}" for k in sorted(identity)).encode()).hexdigest()
-    return f"{identity.get('partner', '?')}:{digest[:16]}"
+    target = f"{identity['target']}@" if identity.get("target") else ""  # readable in meta.json
+    return f"{target}{identity.get('partner', '?')}:{digest[:16]}"
 
 
 def check_custom_attribute_cap(project: InsiderProject) -> None:
@@ -71,10 +77,37 @@ def resolve_model_named(project: InsiderProject, name: str, context: str) -> Res
     if dbt is None or (project.models_dir / f"{name}.sql").is_file():
         return resolve_model(project.models_dir, name, context=context)
     relation = manifest(project).relation(name)
+    check_manifest_database(project, relation, context)
     dialect = project.config.source.type if project.config.source.type != "sqlalchemy" else None
     # A DuckDB source *is* the dbt database file, whatever catalog name dbt gave it.
     sql_name = relation.sql_name(dialect, include_database=dialect != "duckdb")
     return ResolvedModel(name=name, sql=f"SELECT * FROM {sql_name}", origin=f"dbt:{relation.display_name}")
+
+
+def source_database(project: InsiderProject) -> str | None:
+    """The database the configured source reads (DuckDB: the file's catalog), None if unknown."""
+    source = project.config.source
+    if source.type == "duckdb":
+        return None if source.path.startswith(":") else Path(source.path).stem
+    return source.database if source.type == "snowflake" else None
+
+
+def check_manifest_database(project: InsiderProject, relation: Any, context: str) -> None:
+    """Refuse a dbt model built in another database than the one ``source:`` reads.
+
+    A manifest built with ``--target prod`` and a source pointing at dev would
+    otherwise sync dev's rows as if they were prod's (or the other way round).
+    """
+    configured = source_database(project)
+    built = relation.database
+    if configured is None or built is None or configured.lower() == built.lower():
+        return
+    assert project.config.dbt is not None
+    where = f"{project.config.dbt.project_dir.rstrip('/')}/{project.config.dbt.target_path}/manifest.json"
+    raise ConfigError(
+        f"{context}: dbt model {relation.name!r} is built in database {built!r} ({where}) but "
+        f"source: reads database {configured!r}; build the manifest for the same target as the source "
+        f"(dbt compile --target ...) or point source: at {built!r}")
 
 
 def resolve_sync_model(project: InsiderProject, sync: SyncConfig) -> ResolvedModel:
@@ -138,13 +171,16 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
     destination = InsiderDestination(project.config.destination,
                                      (lambda _config: factory(project)) if factory else None)
     ledger = open_ledger(project.state_dir, project.config.state)
+    # A snapshot belongs to one environment and one destination: another one is a first run.
+    bound = destination_key({**destination.identity(),
+                             **({"target": project.target} if project.target else {})})
     try:
         check_custom_attribute_cap(project)
         refusal: ConfigError | None = None
     except ConfigError as exc:  # refused before anything is sent, whatever is selected
         refusal = exc
     source = _LazySource(project)
-    result = RunResult()
+    result = RunResult(target=project.target)
     try:
         for sync in syncs:
             decided = not_run.get(sync.name)
@@ -164,7 +200,7 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
                     source.get(), resolve_sync_model(project, sync),
                     resolve=lambda name: resolve_model_named(project, name, f"sync {sync.name!r}"),
                     sender_factory=lambda: destination.sender(sync), hooks=hooks,
-                    destination=destination_key(destination.identity()))
+                    destination=bound)
                 if action == "plan":
                     runner.plan(sync_result, full_refresh=full_refresh)
                 else:

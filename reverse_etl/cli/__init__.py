@@ -121,10 +121,26 @@ project_option = click.option(
     help="Project directory holding syncs.yml (also accepted before the command).")
 
 
+def _set_target(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)
+        ctx.obj["target"] = value
+
+
+_TARGET_HELP = ("Environment from `targets:` in syncs.yml (default: $REVERSE_ETL_TARGET, else `target:`); "
+                "with a dbt profile as the source, also dbt's target.")
+target_option = click.option("--target", "-t", "target", default=None, expose_value=False,
+                             callback=_set_target, is_eager=True, help=_TARGET_HELP)
+
+
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--project", "-p", "project", default=".", type=click.Path(path_type=Path),
               envvar="REVERSE_ETL_PROJECT", show_envvar=True,
               help="Project directory holding syncs.yml (default: current directory).")
+@target_option
+@click.option("--profiles-dir", "profiles_dir", default=None, type=click.Path(path_type=Path),
+              help="Where dbt's profiles.yml is (a project with `dbt:` and no `source:`); "
+                   "default: $DBT_PROFILES_DIR, the dbt project, ~/.dbt.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.option("-v", "--verbose", count=True, help="More log lines on stderr (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Log errors only (no warnings).")
@@ -132,7 +148,8 @@ project_option = click.option(
               help="Log lines as text or as one JSON object per line.")
 @click.version_option(package_name="reverse_etl")
 @click.pass_context
-def main(ctx: click.Context, project: Path, debug: bool, verbose: int, quiet: bool, log_format: str) -> None:
+def main(ctx: click.Context, project: Path, profiles_dir: Path | None, debug: bool, verbose: int,
+         quiet: bool, log_format: str) -> None:
     """Sync warehouse models into Insider One, sending only what changed.
 
     Exit codes: 0 ok, 1 config or usage error, 2 warehouse (source) error,
@@ -142,11 +159,19 @@ def main(ctx: click.Context, project: Path, debug: bool, verbose: int, quiet: bo
     ctx.ensure_object(dict)
     ctx.obj["project"] = project
     ctx.obj["debug"] = debug
+    if profiles_dir is not None:  # read where dbt reads it, by every command and by pull
+        os.environ["DBT_PROFILES_DIR"] = str(profiles_dir.resolve())
     configure_logging(verbose, quiet, log_format)
 
 
 def _project(ctx: click.Context) -> Path:
     return Path(ctx.obj["project"])
+
+
+def _target(ctx: click.Context) -> str | None:
+    """The ``--target`` given before or after the command (None: the variable or the file decides)."""
+    value = ctx.obj.get("target")
+    return str(value) if value is not None else None
 
 
 select_option = click.option("--select", "-s", "select", multiple=True,
@@ -158,11 +183,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print a mach
 @main.command()
 @click.option("--check-source", is_flag=True, help="Also run each model with LIMIT 0 on the warehouse.")
 @project_option
+@target_option
 @click.pass_context
 @handle_errors
 def validate(ctx: click.Context, check_source: bool) -> None:
     """Check syncs.yml, models and mappings (and the warehouse with --check-source)."""
-    project = api.validate(_project(ctx), check_source=check_source)
+    project = api.validate(_project(ctx), check_source=check_source, target=_target(ctx))
     names = ", ".join(s.name for s in project.config.syncs)
     _echo(f"ok: {project.config_path.name} is valid ({len(project.config.syncs)} syncs: {names})")
 
@@ -173,15 +199,19 @@ def validate(ctx: click.Context, check_source: bool) -> None:
 @click.option("--full-refresh", is_flag=True, help="Plan as if the snapshot were empty.")
 @json_option
 @project_option
+@target_option
 @click.pass_context
 @handle_errors
 def plan(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], full_refresh: bool,
          as_json: bool) -> None:
     """Dry run: what each sync would send. Sends nothing, commits nothing."""
-    result = api.plan(_project(ctx), select=select, exclude=exclude, full_refresh=full_refresh)
+    result = api.plan(_project(ctx), select=select, exclude=exclude, full_refresh=full_refresh,
+                      target=_target(ctx))
     if as_json:
         _echo_json(result.to_dict(), indent=True)
     else:
+        if result.target:
+            _echo(f"target: {result.target}")
         for sync in result.syncs:
             _print_plan(sync)
     sys.exit(0 if result.exit_code == 3 else result.exit_code)
@@ -195,6 +225,7 @@ def plan(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], 
               help="Run only syncs whose dbt models succeeded in this run_results.json.")
 @json_option
 @project_option
+@target_option
 @click.pass_context
 @handle_errors
 def run(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], full_refresh: bool,
@@ -204,7 +235,7 @@ def run(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], f
 
     with progress_reporter(enabled=not as_json) as progress:
         result = api.run(_project(ctx), select=select, exclude=exclude, full_refresh=full_refresh,
-                         dbt_run_results=dbt_run_results, progress=progress)
+                         dbt_run_results=dbt_run_results, progress=progress, target=_target(ctx))
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -217,11 +248,12 @@ def run(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], f
 @click.option("--limit", default=20, show_default=True, help="Show the last N runs.")
 @json_option
 @project_option
+@target_option
 @click.pass_context
 @handle_errors
 def history(ctx: click.Context, sync: str | None, limit: int, as_json: bool) -> None:
     """The run ledger: counts, durations and outcome of past runs."""
-    records = api.history(_project(ctx), sync, limit)
+    records = api.history(_project(ctx), sync, limit, target=_target(ctx))
     if as_json:
         _echo_json([r.__dict__ for r in records])
         return
@@ -243,11 +275,12 @@ def history(ctx: click.Context, sync: str | None, limit: int, as_json: bool) -> 
 @click.option("--limit", default=50, show_default=True, help="Show at most N rows.")
 @json_option
 @project_option
+@target_option
 @click.pass_context
 @handle_errors
 def rejected(ctx: click.Context, sync: str, limit: int, as_json: bool) -> None:
     """Rows a sync holds back, with Insider's (or the validator's) reason."""
-    total, rows = api.rejected_rows(_project(ctx), sync, limit)
+    total, rows = api.rejected_rows(_project(ctx), sync, limit, target=_target(ctx))
     if as_json:
         _echo_json({"total": total, "rows": rows})
         return
@@ -265,6 +298,7 @@ def rejected(ctx: click.Context, sync: str, limit: int, as_json: bool) -> None:
 @click.option("--forget-everything", is_flag=True,
               help="Also forget the snapshot kept aside: NULLs and users who left are then never cleared.")
 @project_option
+@target_option
 @click.pass_context
 @handle_errors
 def reset(ctx: click.Context, sync: str, yes: bool, forget_everything: bool) -> None:
@@ -273,7 +307,7 @@ def reset(ctx: click.Context, sync: str, yes: bool, forget_everything: bool) -> 
         if not sys.stdin.isatty():
             raise UsageError(f"reset {sync} needs confirmation and stdin is not a terminal; pass --yes")
         click.confirm(f"Forget the snapshot of {sync!r}? The next run resends every row", abort=True)
-    done = api.reset(_project(ctx), sync, forget_everything=forget_everything)
+    done = api.reset(_project(ctx), sync, forget_everything=forget_everything, target=_target(ctx))
     _echo(f"{sync}: {done}" if done else f"{sync}: had no state")
 
 
@@ -285,6 +319,7 @@ def reset(ctx: click.Context, sync: str, yes: bool, forget_everything: bool) -> 
               help="Load a file link Insider already sent (no new export request).")
 @json_option
 @project_option
+@target_option
 @click.pass_context
 @handle_errors
 def pull(ctx: click.Context, export: str, force: bool, from_url: str | None, as_json: bool) -> None:
@@ -292,6 +327,8 @@ def pull(ctx: click.Context, export: str, force: bool, from_url: str | None, as_
     from reverse_etl.insider.pull.api import pull as pull_export
     from reverse_etl.insider.pull.progress import pull_reporter
 
+    if _target(ctx) is not None:  # pull loads the project itself: it reads the variable
+        os.environ["REVERSE_ETL_TARGET"] = str(_target(ctx))
     with pull_reporter(enabled=not as_json) as progress:
         result = pull_export(_project(ctx), export, force=force, from_url=from_url,
                              progress=progress)
@@ -374,6 +411,8 @@ def _print_plan(sync: SyncResult) -> None:
 
 
 def _print_run(result: RunResult) -> None:
+    if result.target:
+        _echo(f"target: {result.target}")
     if not result.syncs:
         _echo("no sync selected; nothing to do")
     for sync in result.syncs:

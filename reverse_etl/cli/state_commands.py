@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from reverse_etl import api
-from reverse_etl.cli import _project, handle_errors, main
+from reverse_etl.cli import _project, _target, handle_errors, main, target_option
 
 
 @main.group("state")
@@ -16,6 +16,7 @@ def state_group() -> None:
 @state_group.command("copy")
 @click.option("--to", "to", required=True,
               help="Destination: s3://bucket/prefix (gs://, az://) or a local directory.")
+@target_option
 @click.pass_context
 @handle_errors
 def copy(ctx: click.Context, to: str) -> None:
@@ -25,7 +26,7 @@ def copy(ctx: click.Context, to: str) -> None:
     """
     from reverse_etl.state.copy import copy_state
 
-    project = api.load_project(_project(ctx))
+    project = api.load_project(_project(ctx), target=_target(ctx))
     report = copy_state(project.state_dir, project.config.state,
                         [s.name for s in project.config.syncs], to, base=project.root)
     click.echo(f"copied the state of {len(report.syncs)} sync(s) ({', '.join(report.syncs) or 'none'}) "
@@ -34,11 +35,12 @@ def copy(ctx: click.Context, to: str) -> None:
 
 
 @state_group.command("where")
+@target_option
 @click.pass_context
 @handle_errors
 def where(ctx: click.Context) -> None:
     """Say where the project's state lives (and its local working copy, for an object store)."""
-    project = api.load_project(_project(ctx))
+    project = api.load_project(_project(ctx), target=_target(ctx))
     url = project.config.state.url
     if url is None:
         click.echo(str(project.state_dir))

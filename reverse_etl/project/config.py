@@ -207,6 +207,12 @@ class DbtConfig(Strict):
 
     project_dir: str = "."
     target_path: str = "target"
+    profile: str | None = None
+    """With no ``source:``: the profile of dbt's profiles.yml (default: dbt_project.yml's ``profile``)."""
+    target: str | None = None
+    """With no ``source:``: the profile output (default: the reverse-etl target, else the profile's)."""
+    profiles_dir: str | None = None
+    """Where profiles.yml is, relative to syncs.yml (default: $DBT_PROFILES_DIR, the dbt project, ~/.dbt)."""
 
     _paths = field_validator("project_dir", "target_path")(_short_path)
     block_on_failed_tests: bool = True
@@ -233,13 +239,18 @@ class Project(Generic[ConfigT]):
     config: ConfigT
     root: Path
     config_path: Path
+    target: str | None = None
+    """The environment this project was loaded for (``targets:``), None without targets."""
+    requested_target: str | None = None
+    """The name ``--target``/``REVERSE_ETL_TARGET`` asked for (dbt's profile target)."""
 
     @property
     def state_dir(self) -> Path:
         """Absolute state directory (with an object-store state: its local working copy);
         :class:`StateError` if it (or a parent) is a file."""
         if self.config.state.url is not None:
-            return (self.root / ".reverse_etl" / "working-copy").resolve()
+            copy = self.root / ".reverse_etl" / "working-copy"
+            return (copy / self.target if self.target else copy).resolve()
         path = (self.root / self.config.state.path).resolve()
         for candidate in (path, *path.parents):
             if candidate.exists():

@@ -12,18 +12,23 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from reverse_etl.project.yaml_lines import LineMap, dotted, line_of
+from reverse_etl.project.yaml_lines import LineMap, Loc, dotted, line_of
 
 _SOURCE_TAGS = ("duckdb", "snowflake", "sqlalchemy")
 
 
 def describe_validation_error(exc: ValidationError, lines: LineMap, filename: str,
-                              schema: type[BaseModel]) -> str:
-    """The message of a :class:`ConfigError` listing every problem of ``exc``."""
+                              schema: type[BaseModel], shown: Callable[[Loc], Loc] | None = None) -> str:
+    """The message of a :class:`ConfigError` listing every problem of ``exc``.
+
+    ``shown`` maps a field's path to the one the message names (a target's override
+    is named ``targets.<name>.<section>...``).
+    """
     problems: list[tuple[int, str]] = []
     errors = [(_clean_loc(error["loc"]), error) for error in exc.errors()]
     missing: dict[tuple[str | int, ...], list[str]] = {}
@@ -36,7 +41,7 @@ def describe_validation_error(exc: ValidationError, lines: LineMap, filename: st
             loc = (*loc, field)
         line = line_of(loc, lines)
         problem = _problem(error, loc, schema, missing.get(loc[:-1], []))
-        entry = (line, f"{filename}:{line}: {dotted(loc)}: {problem}")
+        entry = (line, f"{filename}:{line}: {dotted(shown(loc) if shown else loc)}: {problem}")
         if entry not in problems:
             problems.append(entry)
     problems.sort(key=lambda p: p[0])

@@ -8,21 +8,25 @@ line, the field and the fix, e.g.::
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 from pydantic import ValidationError
 
 from reverse_etl.errors import ConfigError
-from reverse_etl.project.config import ConfigT, Project
+from reverse_etl.project.config import ConfigT, DbtConfig, DuckDBSourceConfig, Project
 from reverse_etl.project.describe import describe_validation_error
+from reverse_etl.project.files import read_text
 from reverse_etl.project.literal_secrets import MARKER, refuse_literal_secrets
-from reverse_etl.project.yaml_lines import parse_yaml
+from reverse_etl.project.targets import apply_target, read_targets, target_loc
+from reverse_etl.project.yaml_lines import LineMap, Loc, parse_yaml
 from reverse_etl.redact import register_config_secrets
 
 CONFIG_FILENAME = "syncs.yml"
@@ -34,10 +38,13 @@ _ENV_VAR_CALL = re.compile(
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None,
-                schema: type[ConfigT]) -> Project[ConfigT]:
+                schema: type[ConfigT], target: str | None = None) -> Project[ConfigT]:
     """Load a project from a directory holding syncs.yml, or from the file itself.
 
     ``schema`` is the whole file's model: the engine's sections plus the destination's.
+
+    ``target`` names the environment (:mod:`reverse_etl.project.targets`); default:
+    ``$REVERSE_ETL_TARGET``, else the file's ``target:``.
 
     ``environ`` defaults to ``.env`` beside the file overlaid by ``os.environ``.
     The values of the config's secret fields are registered with
@@ -54,37 +61,70 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None,
     if environ is None:
         environ = {**_read_dotenv(root / ".env"), **os.environ}
     raw = read_text(config_path)
-    rendered = render_env_vars(raw, environ, config_path.name)
+    name = config_path.name
     templated = frozenset(i for i, line in enumerate(raw.splitlines()) if _TEMPLATE.search(line))
-    data, lines = parse_yaml(rendered, config_path.name, templated)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{config_path.name}:1: the file must be a mapping with source, destination and syncs")
-    marked, _ = parse_yaml(render_env_vars(raw, _Markers(), config_path.name), config_path.name, templated)
-    refuse_literal_secrets(marked, lines, config_path.name)
-    try:
-        config = schema.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, lines, config_path.name, schema)) from None
+    # A first, lenient pass finds the targets: an unset variable used only by a target this
+    # run does not use (prod's API key on a laptop) is no error.
+    lenient, lenient_lines = parse_yaml(render_env_vars(raw, environ, name, lenient=True), name, templated)
+    if not isinstance(lenient, dict):
+        raise ConfigError(f"{name}:1: the file must be a mapping with source, destination and syncs")
+    targets = read_targets(lenient, lenient_lines, name, target, environ)
+    from_dbt = lenient.get("source") is None and lenient.get("dbt") is not None
+    if targets.selected is None and target is not None and not from_dbt:
+        raise ConfigError(f"{name}: --target {target}: this project defines no targets; add a "
+                          "`targets:` section (see the README, Environments) or drop --target")
+    spans = {t: span for t, span in targets.spans(lenient_lines).items() if t != targets.selected}
+    unused = frozenset(n for first, last in spans.values() for n in range(first, last + 1))
+    unset: list[int] = []
+    rendered = render_env_vars(raw, environ, name, unset_allowed=unused, unset_found=unset)
+    data, lines = parse_yaml(rendered, name, templated)
+    marked, _ = parse_yaml(render_env_vars(raw, _Markers(), name), name, templated)
+    dbt_target = targets.selected or targets.requested
+    if targets.selected is None:
+        refuse_literal_secrets(marked, lines, name)
+        config = _validate(schema, _with_profile_source(data, root, environ, dbt_target), lines, name)
+    else:
+        chosen: ConfigT | None = None
+        for each in targets.names:  # every target is checked, not only the one used
+            merged, merged_lines = apply_target(data, lines, each)
+            refuse_literal_secrets(apply_target(marked, lines, each)[0], merged_lines, name)
+            first, last = spans.get(each, (0, -1))
+            if each != targets.selected and any(first <= n <= last for n in unset):
+                continue  # its values are not all known here; its own runs check it
+            # Another target's dbt profile may need variables this host does not have: not read.
+            merged = _with_profile_source(merged, root, environ, dbt_target, check_only=each != targets.selected)
+            checked = _validate(schema, merged, merged_lines, name, shown=functools.partial(target_loc, data, each))
+            if each == targets.selected:
+                chosen = checked
+        assert chosen is not None
+        config = chosen
     register_config_secrets(config)
-    return Project(config=config, root=root, config_path=config_path.resolve())
+    return Project(config=config, root=root, config_path=config_path.resolve(), target=targets.selected,
+                   requested_target=targets.requested)
 
 
-def read_text(path: Path, display: str | None = None) -> str:
-    """A UTF-8 text file; :class:`ConfigError` naming the line of the first bad byte.
-
-    ``display`` is the name the message uses (default: the file's name).
-    """
+def _with_profile_source(data: dict[str, Any], root: Path, environ: Mapping[str, str],
+                         dbt_target: str | None, check_only: bool = False) -> dict[str, Any]:
+    """``data`` with the source dbt's profiles.yml describes, when it has ``dbt:`` and no ``source:``."""
+    if "source" in data or not isinstance(data.get("dbt"), dict):
+        return data
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{display or path.name}: cannot read ({exc.strerror}); check the path") from None
+        dbt = DbtConfig.model_validate(data["dbt"])
+    except ValidationError:
+        return data  # the validation of the whole file names the problem
+    if check_only:
+        return {**data, "source": DuckDBSourceConfig(type="duckdb", path=":memory:")}
+    from reverse_etl.project.dbt.profiles import profile_source
+
+    return {**data, "source": profile_source(root, dbt, dbt_target, environ)}
+
+
+def _validate(schema: type[ConfigT], data: dict[str, Any], lines: LineMap, filename: str,
+              shown: Callable[[Loc], Loc] | None = None) -> ConfigT:
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{display or path.name}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
-        ) from None
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, lines, filename, schema, shown)) from None
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -110,10 +150,13 @@ class _Markers(Mapping[str, str]):
         return 0
 
 
-def render_env_vars(text: str, environ: Mapping[str, str], filename: str) -> str:
+def render_env_vars(text: str, environ: Mapping[str, str], filename: str, *, lenient: bool = False,
+                    unset_allowed: Container[int] = (), unset_found: list[int] | None = None) -> str:
     """Replace ``{{ env_var('NAME', 'default') }}`` line by line (keeps line numbers).
 
-    Every variable that is not set (and has no default) is named in one error.
+    Every variable that is not set (and has no default) is named in one error,
+    except with ``lenient`` or on a line in ``unset_allowed`` (it reads as
+    ``missing``; the line number is added to ``unset_found``).
     """
     out: list[str] = []
     missing: list[tuple[int, str]] = []
@@ -134,7 +177,11 @@ def render_env_vars(text: str, environ: Mapping[str, str], filename: str) -> str
             elif default is not None:
                 value = default
             else:
-                missing.append((number, name))
+                if lenient or number in unset_allowed:
+                    if unset_found is not None:
+                        unset_found.append(number)
+                else:
+                    missing.append((number, name))
                 return "missing"
             return _yaml_escaped(value, line, match)
 

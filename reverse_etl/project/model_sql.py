@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reverse_etl.errors import ConfigError
-from reverse_etl.project.loader import read_text
+from reverse_etl.project.files import read_text
 
 _REF = re.compile(r"\{\{\s*ref\(\s*(['\"])(?P<name>[A-Za-z0-9_.-]+)\1\s*\)\s*\}\}")
 _ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)

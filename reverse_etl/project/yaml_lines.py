@@ -13,7 +13,9 @@ import yaml
 
 from reverse_etl.errors import ConfigError
 
-LineMap = dict[tuple[str | int, ...], int]
+Loc = tuple[str | int, ...]
+"""Path of a value in the document: ``("syncs", 0, "model")``."""
+LineMap = dict[Loc, int]
 """Path of a value (``("syncs", 0, "model")``) -> 1-based line of its key or item."""
 
 MAX_DEPTH = 64

@@ -60,6 +60,8 @@ class RunResult:
     """Results of every selected sync, in order."""
 
     syncs: list[SyncResult] = field(default_factory=list)
+    target: str | None = None
+    """The environment the syncs ran in (``targets:`` in syncs.yml), None without targets."""
 
     @property
     def interrupted(self) -> bool:
@@ -80,4 +82,5 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for ``--json``)."""
-        return {"exit_code": self.exit_code, "syncs": [s.to_dict() for s in self.syncs]}
+        return {"exit_code": self.exit_code, "target": self.target,
+                "syncs": [s.to_dict() for s in self.syncs]}

@@ -29,6 +29,19 @@ class Conflict(StateError):
     """A conditional write lost: the object exists already, or changed since it was read."""
 
 
+@dataclass
+class Traffic:
+    """What this process moved to and from object stores (benchmarks and ``--json`` readers)."""
+
+    requests: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+
+TRAFFIC = Traffic()
+"""Counters for every :class:`ObjectStore` of this process (reset by assigning fields to 0)."""
+
+
 @dataclass(frozen=True)
 class Blob:
     """An object's bytes and the version they were read at."""
@@ -72,8 +85,10 @@ class ObjectStore:
         import obstore
 
         try:
+            TRAFFIC.requests += 1
             result = obstore.get(self.store, path)
             data = bytes(result.bytes())
+            TRAFFIC.bytes_read += len(data)
         except FileNotFoundError:
             return None
         except Exception as exc:
@@ -92,6 +107,8 @@ class ObjectStore:
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         mode: Any = "create" if create else ({"e_tag": if_etag} if if_etag else "overwrite")
+        TRAFFIC.requests += 1
+        TRAFFIC.bytes_written += data.stat().st_size if isinstance(data, Path) else len(data)
         try:
             result = obstore.put(self.store, path, data, mode=mode)
         except (AlreadyExistsError, PreconditionError) as exc:
@@ -106,10 +123,12 @@ class ObjectStore:
 
         tmp = target.with_name(target.name + ".part")
         try:
+            TRAFFIC.requests += 1
             result = obstore.get(self.store, path)
             with open(tmp, "wb") as handle:
                 for chunk in result.stream(min_chunk_size=8 * 1024 * 1024):
                     handle.write(chunk)
+                    TRAFFIC.bytes_read += len(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
         except FileNotFoundError as exc:
@@ -124,6 +143,7 @@ class ObjectStore:
         """Paths of the objects under ``prefix`` (relative to the store's URL), sorted."""
         import obstore
 
+        TRAFFIC.requests += 1
         try:
             out = [str(meta["path"]) for batch in obstore.list(self.store, prefix=prefix or None)
                    for meta in batch]
@@ -137,6 +157,7 @@ class ObjectStore:
 
         if not paths:
             return
+        TRAFFIC.requests += 1
         try:
             obstore.delete(self.store, paths)
         except FileNotFoundError:
