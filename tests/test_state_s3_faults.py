@@ -82,17 +82,26 @@ def test_lease_dies_with_its_process_once_it_expires(
     assert len(insider_emulator.profiles()) == 2
 
 
-def test_segment_sync_with_s3_state_is_refused_before_uploading(
+def test_segment_sync_with_s3_state_uploads_once_across_hosts(
         tmp_path: Path, insider_emulator: Emulator, s3_env: dict[str, str]) -> None:
-    # Segment syncs keep their own upload records, which the object-store mirror does not
-    # carry yet (run/runner.py refuses them): the refusal must come before any upload.
+    # A segment's upload record (members digest, version) lives in the bucket with the
+    # rest of the state: another host neither re-uploads nor reuses a version's name.
     project = segment_project(tmp_path, insider_emulator)
     with project.config() as config:
         config["state"] = {"path": f"s3://{s3_env['S3_BUCKET']}/segments"}
     first = run(project)
-    assert first.outcome == "failed"
-    assert "object-store state" in (first.message or "") and "use a local `state: path:`" in (first.message or "")
-    assert uploads(insider_emulator) == []
+    assert first.outcome == "partial", first.message  # one invalid email, listed by `rejected`
+    assert [b["segmentName"] for b in uploads(insider_emulator)] == ["vip_customers"]
+
+    fresh = _fresh_copy(project, tmp_path / "fresh")
+    second = run(fresh)
+    assert second.counts.get("segment_uploads", 0) == 0, second.message
+    assert len(uploads(insider_emulator)) == 1
+
+    fresh.sql("INSERT INTO vip_source VALUES ('user3@example.com')")
+    third = run(_fresh_copy(fresh, tmp_path / "third"))
+    assert third.counts["segment_uploads"] == 1, third.message
+    assert [b["segmentName"] for b in uploads(insider_emulator)] == ["vip_customers", "vip_customers_v2"]
 
 
 pytestmark = pytest.mark.timeout(120)

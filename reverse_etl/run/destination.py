@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import duckdb
 
@@ -94,6 +93,18 @@ class Sender(Protocol):
                 progress: Callable[[int], None] | None = None) -> SendStats: ...
 
 
+class SyncRecords(Protocol):
+    """Small JSON records a sync type keeps beside its snapshot (e.g. a segment's
+    upload versions), stored wherever the sync's state lives."""
+
+    def read_record(self, name: str) -> dict[str, Any]:
+        """The record ``name`` (``{}`` when there is none)."""
+        ...
+    def write_record(self, name: str, record: dict[str, Any]) -> None:
+        """Replace the record ``name``; durable (in the state store) when this returns."""
+        ...
+
+
 class SyncMode(Protocol):
     """How one sync's rows become a destination's operations (see ``diff.compare``)."""
 
@@ -135,7 +146,7 @@ class SyncMode(Protocol):
     def encode(self, field: Field, column: str | None, duck_type: str | None) -> EncodedField: ...
     def build_changes(self, con: duckdb.DuckDBPyConnection) -> None: ...
     def prune_sql(self) -> str | None: ...
-    def deliver_custom(self, con: duckdb.DuckDBPyConnection, state_dir: Path,
+    def deliver_custom(self, con: duckdb.DuckDBPyConnection, records: SyncRecords,
                        result: SyncResult) -> None: ...
 
 

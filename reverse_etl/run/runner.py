@@ -23,7 +23,6 @@ from reverse_etl.diff import rejected
 from reverse_etl.diff.fields import Field, resolve_columns
 from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
 from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model
-from reverse_etl.errors import StateError
 from reverse_etl.project.config import StateConfig
 from reverse_etl.project.model_sql import ResolvedModel
 from reverse_etl.run.baseline import load_baseline
@@ -113,10 +112,6 @@ class SyncRunner:
         Errors propagate to the run's owner (:mod:`reverse_etl.run.outcome`), which
         records the run however it ends.
         """
-        if self.mode.custom_delivery and self.state.remote is not None:
-            raise StateError(f"sync {self.sync.name!r}: this sync type keeps its own state, which an "
-                             f"object-store state ({self.state.location}) does not hold yet; use a local "
-                             "`state: path:` for it")
         self.state.prepare()
         with self.state.lock(result.run_id):
             con = self._engine()
@@ -129,7 +124,7 @@ class SyncRunner:
     def _run_locked(self, con: duckdb.DuckDBPyConnection, result: SyncResult, full_refresh: bool) -> None:
         self._load_and_diff(con, result, full_refresh=full_refresh, fold_pending=False)
         if self.mode.custom_delivery:  # e.g. a first-party segment: one upload, its own state
-            self.mode.deliver_custom(con, self.state.dir, result)
+            self.mode.deliver_custom(con, self.state, result)
             self._keep_invalid_rows(con, result.run_id)
             if result.outcome == "success":
                 self._judge(result)

@@ -11,6 +11,8 @@ project) is what DuckDB reads and writes by path. Objects of ``<url>/<sync>/``::
     journal-<run>/<n>.json      one object per acknowledged request, created with
                                 If-None-Match before the next request is handled
     lease.json                  the run lease (:mod:`.lease`)
+    <name>.json                 a sync type's own record (e.g. ``segment.json``),
+                                written through :meth:`push_record`
 
 :meth:`SyncMirror.pull` (under the lease, at run start) makes the working copy
 equal to the store, assembling the journal objects into ``journal-<run>.jsonl``;
@@ -73,6 +75,7 @@ class SyncMirror:
         pending = _loads(pending_blob.data) if pending_blob else None
         if pending is not None:
             wanted += [f"pending-{pending['run_id']}.parquet", pending.get("base_snapshot")]
+        wanted += [n for n in names if _is_record(n)]
         if meta_blob is None:  # meta.json lost: the newest snapshot is knowledge (baseline)
             wanted += [n for n in names if n.startswith("snapshot-")][-1:]
         out: dict[str, Path] = {}
@@ -131,6 +134,11 @@ class SyncMirror:
                               "another run is writing this sync's state") from exc
         self._journal_seq[run_id] = seq + 1
 
+    def push_record(self, name: str, data: bytes) -> None:
+        """Store a sync type's own record (replacing it); durable when this returns."""
+        self.store.put(self.prefix + name, data)
+        self._remote.add(name)
+
     def push_state(self, local: Path, files: list[str]) -> None:
         """Publish a new ``meta.json`` (naming ``files``) and drop what it no longer names.
 
@@ -168,6 +176,14 @@ class SyncMirror:
         names = [n for n in self._names() if n != "lease.json"]
         self.store.delete([self.prefix + n for n in names])
         self._remote = set()
+
+
+RESERVED = {"meta.json", "pending.json", "lease.json"}
+
+
+def _is_record(name: str) -> bool:
+    """A top-level JSON object that is not one of the state's own: a sync type's record."""
+    return name.endswith(".json") and "/" not in name and name not in RESERVED
 
 
 def _loads(data: bytes) -> dict[str, Any]:

@@ -121,6 +121,24 @@ class SyncState:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.remote.pull(self.dir)
 
+    def read_record(self, name: str) -> dict[str, Any]:
+        """A sync type's own JSON record (e.g. ``segment.json``); ``{}`` when absent.
+
+        With an object store the working copy holds it since the pull at run start.
+        """
+        path = self.dir / name
+        return read_json(path) if path.exists() else {}
+
+    def write_record(self, name: str, record: dict[str, Any]) -> None:
+        """Replace a sync type's own record: atomically here, then in the object store
+        (durable there before this returns: the record may promise a name is used)."""
+        data = orjson.dumps(record, option=orjson.OPT_INDENT_2)
+        _write_atomic(self.dir / name, data)
+        if self.remote is not None:
+            if self._lease is not None:
+                self._lease.check()
+            self.remote.push_record(name, data)
+
     def journal(self, run_id: str) -> Journal:
         """The journal writer of a run's change set (mirrored to the object store, if any)."""
         path = self.pending_paths(run_id)[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,7 +19,7 @@ from reverse_etl.insider.config import InsiderDestinationConfig, SyncConfig
 from reverse_etl.insider.fields import EncodedField, Field, encode_field
 from reverse_etl.insider.http.endpoints import Endpoint
 from reverse_etl.project.model_sql import ResolvedModel
-from reverse_etl.run.destination import ModelResolver, RunGuards
+from reverse_etl.run.destination import ModelResolver, RunGuards, SyncRecords
 from reverse_etl.run.results import SyncResult
 
 Delivery = tuple[tuple[str, ...], str]
@@ -139,11 +138,13 @@ class Mode(ABC):
     custom_delivery = False
     """True: the runner calls :meth:`deliver_custom` instead of row delivery and commit."""
 
-    def deliver_custom(self, con: duckdb.DuckDBPyConnection, state_dir: Path, result: SyncResult) -> None:
+    def deliver_custom(self, con: duckdb.DuckDBPyConnection, records: SyncRecords,
+                       result: SyncResult) -> None:
         """Deliver and record state the mode's own way (one request per segment, e.g. FPS).
 
-        ``state_dir`` is the sync's state directory (the mode may keep files there);
-        ``result`` is the run's result: set its outcome, message and counts.
+        ``records`` keeps the mode's own JSON records where the sync's state lives
+        (a local directory or an object store); ``result`` is the run's result: set
+        its outcome, message and counts.
         """
         raise NotImplementedError
 

@@ -22,11 +22,9 @@ of yours: the run then does not wait and the counts arrive there.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
 
 from reverse_etl.diff.sqltext import first_row, scalar
 from reverse_etl.errors import DeliveryError
@@ -37,7 +35,7 @@ from reverse_etl.insider.modes.base import Mode
 from reverse_etl.insider.segments.server import SegmentServer
 from reverse_etl.insider.segments.upload import presigned_s3_url, upload_segment
 from reverse_etl.project.model_sql import ResolvedModel
-from reverse_etl.run.destination import ModelResolver
+from reverse_etl.run.destination import ModelResolver, SyncRecords
 from reverse_etl.run.results import SyncResult
 
 STATE_FILE = "segment.json"
@@ -68,10 +66,10 @@ class FirstPartySegment(Mode):
                     "NULL::VARCHAR AS change, NULL::VARCHAR AS op, NULL::VARCHAR AS payload WHERE FALSE")
 
     # ------------------------------------------------------------ delivery
-    def deliver_custom(self, con: duckdb.DuckDBPyConnection, state_dir: Path, result: SyncResult) -> None:
+    def deliver_custom(self, con: duckdb.DuckDBPyConnection, records: SyncRecords,
+                       result: SyncResult) -> None:
         """Upload the members if they changed since the last upload; record Insider's counts."""
-        path = state_dir / STATE_FILE
-        record: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
+        record: dict[str, Any] = records.read_record(STATE_FILE)
         if record.get("pending"):
             # Its receiver ended with its run: the counts can no longer arrive here.
             record["last"] = {**record.pop("pending"), "status": "unknown"}
@@ -83,7 +81,7 @@ class FirstPartySegment(Mode):
         if last.get("digest") == digest:
             result.outcome = "success"
             result.message = f"segment {last.get('names')} unchanged since run {last.get('run_id')}; nothing uploaded"
-            _write(path, record)
+            records.write_record(STATE_FILE, record)
             return
         version = int(record.get("version", 0)) + 1
         name = self.segment.name if version == 1 else f"{self.segment.name}_v{version}"
@@ -96,7 +94,7 @@ class FirstPartySegment(Mode):
                     "members": members, "version": version}
         # Taken before the first request: a name Insider may have accepted is never reused.
         record["version"] = version
-        _write(path, record)
+        records.write_record(STATE_FILE, record)
         assert self.destination is not None, "mode_for sets the destination"
         callbacks = self._upload(self.destination, parts, result)
         if callbacks is None:
@@ -113,7 +111,7 @@ class FirstPartySegment(Mode):
         result.counts["segment_uploads"] = len(parts)
         result.requests = len(parts)
         result.outcome = "success"
-        _write(path, record)
+        records.write_record(STATE_FILE, record)
 
     def _files(self, con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, bytes]]:
         """(segment name, CSV bytes) per file; split at ``max_file_bytes`` or refused above it."""
@@ -172,8 +170,3 @@ class FirstPartySegment(Mode):
             if server is not None:
                 server.close()
 
-
-def _write(path: Any, record: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
-    tmp.replace(path)  # atomic: a crash never leaves half a record
