@@ -146,6 +146,22 @@ def test_rows_sharing_an_identifier_are_rejected_naming_both_keys(tmp_path: Path
         assert "identity conflict" in row["reason"] and "u1, u3" in row["reason"]
 
 
+def test_identifiers_shared_after_trimming_conflict_but_a_repeated_key_is_a_duplicate(
+        tmp_path: Path, insider_emulator: Emulator) -> None:
+    # Values are compared as sent (trimmed): ' user1@example.com ' is user1's email too. A key on
+    # two rows with one email is a duplicate key, not two users sharing an email.
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=5)
+    project.sql("UPDATE raw_customers SET email = '  user1@example.com ' WHERE customer_id = 'u3'")
+    project.sql("INSERT INTO raw_customers SELECT * FROM raw_customers WHERE customer_id = 'u4'")
+    result = run(project)
+    assert result.counts["invalid"] == 4 and result.counts["acked"] == 2
+    _, rows = reverse_etl.rejected_rows(project.root, "customers", environ=project.env)
+    reasons = {row["key"]: row["reason"] for row in rows}
+    assert "identity conflict" in reasons["u1"] and "u1, u3" in reasons["u3"]
+    assert reasons["u4"].startswith("duplicate key") and "identity conflict" not in reasons["u4"]
+    assert insider_emulator.profile(uuid="u5") is not None and insider_emulator.profile(uuid="u1") is None
+
+
 def test_a_corrupted_snapshot_is_reported_with_the_recovery_command(tmp_path: Path,
                                                                     insider_emulator: Emulator) -> None:
     project = make_project(tmp_path / "p", insider_emulator.url, rows=3)

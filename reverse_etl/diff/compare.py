@@ -240,18 +240,28 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
         ),
         dropped AS (SELECT DISTINCT key FROM acked WHERE op IN ({drops})),
         fresh AS (SELECT key, digest FROM touched WHERE all_acked AND digest IS NOT NULL
-                  {unchanged_rows})
-        SELECT * FROM (
+                  {unchanged_rows}),
+        -- Every key this run can alter (merged and dropped keys are touched ones). The other
+        -- snapshot rows (all but the changed few on most runs) pass through unjoined.
+        affected AS (SELECT key FROM touched UNION SELECT key FROM fresh),
+        snap_affected AS (SELECT * FROM snap s WHERE EXISTS (SELECT 1 FROM affected a WHERE a.key = s.key)),
+        folded AS (
           SELECT coalesce(s.key, m.key, f.key) AS key{sep}{final_cols},
             CASE WHEN f.key IS NOT NULL THEN f.digest
                  WHEN t.key IS NOT NULL AND s.digest = {literal(RESEND_DIGEST)} THEN s.digest
                  WHEN t.key IS NOT NULL THEN NULL
                  ELSE s.digest END AS digest
-          FROM snap s
+          FROM snap_affected s
           FULL OUTER JOIN merged m ON s.key = m.key
           FULL OUTER JOIN fresh f ON f.key = coalesce(s.key, m.key)
           LEFT JOIN touched t ON t.key = coalesce(s.key, m.key, f.key)
           WHERE NOT EXISTS (SELECT 1 FROM dropped d WHERE d.key = coalesce(s.key, m.key, f.key))
+        )
+        SELECT * FROM (
+          SELECT * FROM folded
+          UNION ALL
+          SELECT key{sep}{", ".join(ident(f.name) for f in fields)}, digest FROM snap s
+          WHERE NOT EXISTS (SELECT 1 FROM affected a WHERE a.key = s.key)
         ) pruned
         WHERE NOT coalesce({prune}, FALSE)
     """)

@@ -59,7 +59,7 @@ class Committer:
         else:
             snap_name = f"snapshot-{run_id}.parquet"
             con.execute(f"COPY new_snap TO {literal(str(self.state.path(snap_name)))} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+                        "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
             rows = scalar(con, "SELECT count(*) FROM new_snap")
         con.execute(f"COPY new_rej TO {literal(str(self.state.path(rej_name)))} (FORMAT parquet)")
         # A kept snapshot keeps its checksum (verified at load): no second pass over it.
@@ -123,6 +123,12 @@ def fields_named(names: Sequence[str]) -> list[Field]:
 
 def acked_table(con: duckdb.DuckDBPyConnection, ranges: Sequence[tuple[int, int]]) -> None:
     """``acked`` (row_id) from inclusive row-id ranges."""
+    if len(ranges) <= 1000:
+        # Few ranges (the usual case): SQL text, since an Arrow table makes DuckDB import pandas.
+        values = ", ".join(f"({int(s)}, {int(e)})" for s, e in ranges) or "(0, -1)"
+        con.execute(f"CREATE OR REPLACE TABLE acked AS SELECT unnest(range(s, e + 1)) AS row_id "
+                    f"FROM (VALUES {values}) v(s, e)")
+        return
     table = pa.table({"s": pa.array([r[0] for r in ranges], pa.int64()),
                       "e": pa.array([r[1] for r in ranges], pa.int64())})
     con.register("acked_ranges", table)

@@ -210,7 +210,12 @@ def conflicts_sql(con: duckdb.DuckDBPyConnection, source_table: str, columns: di
                    || CASE WHEN len(list_distinct(keys)) > 5 THEN ', ...' ELSE '' END AS reason
             FROM (SELECT v, list(k) AS keys FROM (
                     SELECT DISTINCT {text(key_col)} AS k, {text(col)} AS v FROM {source_table}
-                    WHERE {text(col)} IS NOT NULL AND {text(key_col)} IS NOT NULL) t
+                    WHERE {text(col)} IS NOT NULL AND {text(key_col)} IS NOT NULL
+                      -- Only values on more than one row can be shared: counting them first keeps
+                      -- the distinct pairs and key lists to those few rows, not the whole model.
+                      AND {text(col)} IN (SELECT {text(col)} FROM {source_table}
+                                          WHERE {text(key_col)} IS NOT NULL
+                                          GROUP BY 1 HAVING count(*) > 1)) t
                   GROUP BY v HAVING count(*) > 1) g, unnest(g.keys) AS u(k)""")
     body = " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS key, NULL::VARCHAR AS reason WHERE FALSE"
     con.execute(f"""
