@@ -32,6 +32,7 @@ from test_reference_replay import (
     DESCRIPTIONS,
     NOW,
     PARTNER,
+    REFERENCE,
     TENANT,
     _substitute,
 )
@@ -180,3 +181,41 @@ def test_every_documented_answer_has_its_cause() -> None:
     assert documented == set(TRIGGERS)
     assert len(documented) == 18 and len(CASES) == 18 + len(EMULATOR_CHOICES)
 
+
+
+# Which limit family each endpoint's documented per-minute limit belongs to.
+LIMIT_FAMILY = {
+    "Upsert user data": ("upsert", "upsert_per_minute"),
+    "Delete user attribute": ("upsert", "upsert_per_minute"),
+    "Update identifiers": ("identity_update", "identity_update_per_minute"),
+    "Delete identifiers": ("identity_delete", "identity_delete_per_minute"),
+    "Delete user profile": ("user_delete", "user_delete_per_minute"),
+    "Delete user's PII data using profile ID": ("anonymize", "anonymize_per_minute"),
+    "Delete user's PII data using identifier": ("anonymize", "anonymize_per_minute"),
+}
+
+
+def _description(endpoint: str) -> str:
+    """One endpoint's description text (``postman_userdata_desc.txt``, sections ``===... <name>``)."""
+    text = (REFERENCE / "postman_userdata_desc.txt").read_text()
+    sections = dict(re.findall(r"^=+ ([^\n]+)\n(.*?)(?=^=+ |\Z)", text, re.M | re.S))
+    return sections[endpoint]
+
+
+def _documented_per_minute(endpoint: str) -> int:
+    text = _description(endpoint)
+    found = re.findall(r"(\d[\d,]*)\s+requests\s+(?:can\s+be\s+sent\s+)?per\s+minute", text)  # \s: the text has NBSPs
+    assert len(set(found)) == 1, (endpoint, found)
+    return int(found[0].replace(",", ""))
+
+
+@pytest.mark.parametrize("endpoint", sorted(LIMIT_FAMILY))
+def test_default_rate_limits_are_the_documented_ones(endpoint: str) -> None:
+    """The emulator's and the client's defaults are the reference's per-minute limits."""
+    from reverse_etl.insider.config import RateLimits
+    from reverse_etl.insider.emulator.limits import DEFAULT_LIMITS
+
+    family, client_field = LIMIT_FAMILY[endpoint]
+    documented = _documented_per_minute(endpoint)
+    assert DEFAULT_LIMITS[family] == (documented, 60.0)
+    assert getattr(RateLimits(), client_field) == documented
