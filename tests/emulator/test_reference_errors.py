@@ -147,18 +147,10 @@ def _send(emu: Emulator, receiver: Receiver, endpoint: str, body: Any,
                          headers=headers, timeout=10)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A local stand-in for hooks, callbacks and the segment file."""
-    r = Receiver()
-    r.files["/segment.csv"] = b"sample@useinsider.com\n"
-    yield r
-    r.close()
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_documented_answer_replays(case: Case, receiver: Receiver) -> None:
     t = case.trigger
+    receiver.files["/segment.csv"] = b"sample@useinsider.com\n"  # the FPS samples' file
     settings = tenant_settings({**TENANT, **t.tenant})
     with Emulator(clock=lambda: NOW, **settings) as emu:
         emu.add_dynamic_segment(123456789)
