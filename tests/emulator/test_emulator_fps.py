@@ -93,7 +93,7 @@ def test_segment_name_already_in_use(client: httpx.Client, receiver: Receiver) -
 
 @pytest.mark.parametrize("headers", [
     {"X-PARTNER-NAME": "acme", "X-REQUEST-TOKEN": "wrong"},
-    {"X-PARTNER-NAME": "ACME", "X-REQUEST-TOKEN": "test-key"}, {}])
+    {"X-PARTNER-NAME": "ACME", "X-REQUEST-TOKEN": "test-key"}, {"X-PARTNER-NAME": "acme"}])
 def test_unauthorized(insider_emulator: Emulator, receiver: Receiver,
                       headers: dict[str, str]) -> None:
     r = httpx.post(insider_emulator.url + FPS, json=body(receiver), headers=headers)
@@ -104,7 +104,7 @@ def test_unauthorized(insider_emulator: Emulator, receiver: Receiver,
 @pytest.mark.parametrize("change", [
     {"segmentName": "x" * 41}, {"segmentName": ""}, {"attributeName": "store_id"}, {"attributeName": "Store ID"},
     {"attributeName": 7},
-    {"fileUrl": "http://127.0.0.1:1/vip.txt"}, {"fileUrl": "https://files.example/vip.csv"},
+    {"fileUrl": "https://files.example/vip.csv"},
     {"callbackUrl": "https://me.example/cb"}, {"extra": 1}, {"callbackUrl": None}])
 def test_invalid_payload_is_405(client: httpx.Client, insider_emulator: Emulator,
                                 receiver: Receiver, change: dict[str, Any]) -> None:
@@ -115,6 +115,18 @@ def test_invalid_payload_is_405(client: httpx.Client, insider_emulator: Emulator
     assert r.headers["X-Emulator-Reason"]
     assert insider_emulator.segments() == []
     assert client.post(FPS, content=b"not json").status_code == 405
+
+
+@pytest.mark.parametrize(("change", "headers", "message"), [
+    ({"fileUrl": "http://127.0.0.1:1/vip.txt"}, HEADERS,
+     "the file URL is invalid. The URL should include .csv extension"),
+    ({}, {"X-REQUEST-TOKEN": "test-key"}, "partner name is missing"),
+])
+def test_reference_error_table_texts(insider_emulator: Emulator, receiver: Receiver, change: dict[str, Any],
+                                     headers: dict[str, str], message: str) -> None:
+    r = httpx.post(insider_emulator.url + FPS, json={**body(receiver), **change}, headers=headers)
+    assert (r.status_code, r.json()) == (400, {"statusMessage": message})
+    assert insider_emulator.segments() == []
 
 
 def test_fps_rate_limit(receiver: Receiver) -> None:

@@ -21,7 +21,12 @@ Strict choices on [open] and undocumented points:
   contains it); numbers compare as numbers, booleans as ``true``/``false``;
 - all four fields are required, ``segmentName`` is 1-40 characters, unknown fields
   are refused; any payload problem is 405 ``{"error":"Invalid Payload."}`` and the
-  reason is in the ``X-Emulator-Reason`` response header (and the request log);
+  reason is in the ``X-Emulator-Reason`` response header (and the request log),
+  except the two the reference's error table names, answered 400
+  ``{"statusMessage": <its text>}`` (the table gives no status; 400 is the status
+  of its one documented entry, "segment name already in use"): a ``fileUrl``
+  without ``.csv`` ("the file URL is invalid. The URL should include .csv
+  extension") and a missing ``X-PARTNER-NAME`` ("partner name is missing");
 - a segment name is taken once the upload is accepted, even if processing fails;
 - a file above ``fps_max_file_bytes`` (10 MB, the budget of the [open] limit), a
   download error or a non-UTF-8 file fails the segment: its status says why and
@@ -42,6 +47,10 @@ from .state import EmulatorState
 from .validation import _ATTRIBUTE_FORMATS, DEFAULT_ATTRIBUTES, EMAIL_PATTERN, PHONE_PATTERN
 
 FIELDS = ("segmentName", "attributeName", "fileUrl", "callbackUrl")
+# The reference's error table gives these texts without a status; the emulator answers
+# them as 400 {"statusMessage": ...}, the form of the table's one documented 400.
+NOT_CSV = "the file URL is invalid. The URL should include .csv extension"
+NAME_IN_USE = "segment name already in use"
 _non_empty = re.compile(r"^\S.*$").fullmatch
 _checks = {
     "em": re.compile(EMAIL_PATTERN, re.ASCII).fullmatch,
@@ -210,12 +219,14 @@ def setup(app: web.Application, state: EmulatorState, pipeline: Pipeline) -> Non
 
     async def upload(body: Any, request: web.Request) -> Outcome:
         problem = payload_problem(body, state)
+        if problem is not None and problem.startswith("the file URL path must contain .csv"):
+            return 400, {"statusMessage": NOT_CSV}, {"X-Emulator-Reason": problem}
         if problem is not None:
             return 405, {"error": "Invalid Payload."}, {"X-Emulator-Reason": problem}
         name = body["segmentName"]
         with state.lock:
             if name in state.segments:
-                return 400, {"statusMessage": "segment name already in use"}, None
+                return 400, {"statusMessage": NAME_IN_USE}, None
             segment: dict[str, Any] = {
                 "name": name, "attribute": body["attributeName"],
                 "file_url": body["fileUrl"], "callback_url": body["callbackUrl"],
