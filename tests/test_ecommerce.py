@@ -88,7 +88,8 @@ EXPECTED: list[tuple[str, str, dict[str, Any]]] = sorted([
     ("u1", "item_removed_from_cart", {"product_id": "P1"}),
     ("u1", "cart_page_view", _item("A", 1.5, 1, "USD", "C1")),
     ("u1", "cart_page_view", _item("B", 2.0, 3, "USD", "C1")),
-    ("u1", "checkout_page_view", {"custom": {"revenue": 30.0}}),
+    # Insider's destination: a checkout is grouped by checkout_id, else order_id.
+    ("u1", "checkout_page_view", {"event_group_id": "O1", "custom": {"revenue": 30.0}}),
     ("u1", "checkout_page_view", {}),
     ("u2", "purchase", {**_item("A", 1.5, 1, "EUR", "O1"), "custom": ORDER_CUSTOM}),
     ("u2", "purchase", {**_item("B", 2.0, 3, "EUR", "O1"), "custom": ORDER_CUSTOM}),
@@ -159,6 +160,50 @@ def test_ecommerce_products_as_json_text_and_a_custom_name_column(tmp_path: Path
     assert _sent_events(insider_emulator) == [("u1", "purchase", {
         "product_id": "X", "unit_price": 10, "unit_sale_price": 8, "quantity": 2, "taxonomy": ["A", "B"],
         "currency": "TRY", "event_group_id": "O9"})]
+
+
+def test_checkout_per_product_variant_and_page_context_as_insiders_destination(
+        tmp_path: Path, insider_emulator: Emulator) -> None:
+    # Insider's own Segment destination: Checkout Started → one checkout_page_view per product,
+    # event_group_id = checkout_id (else order_id); variant → variant_id; url / referrer /
+    # user agent from the properties, else from the page context.
+    project = make_project(tmp_path / "co", insider_emulator.url, rows=1)
+    product = "STRUCT(product_id VARCHAR, price DOUBLE, quantity INTEGER, variant VARCHAR)"
+    project.write_model("shop", f"""
+        select * from (values
+          ('c-1', 'u1', 'Checkout Started', TIMESTAMP '{_ts(1)}', 'K1', 'O1', 'USD', NULL, NULL,
+           'https://shop/checkout', 'https://shop/cart', 'Mozilla/5.0 (X11)',
+           [{{'product_id': 'A', 'price': 2.0, 'quantity': 1, 'variant': 'red'}},
+            {{'product_id': 'B', 'price': 3.0, 'quantity': 2, 'variant': NULL}}]::{product}[]),
+          ('c-2', 'u1', 'Checkout Started', TIMESTAMP '{_ts(1)}', NULL, 'O2', 'USD', NULL, NULL,
+           NULL, NULL, NULL, [{{'product_id': 'C', 'price': 1.0, 'quantity': 1, 'variant': 'xl'}}]::{product}[]),
+          ('v-1', 'u1', 'Product Viewed', TIMESTAMP '{_ts(1)}', NULL, NULL, NULL, 'P9', 'blue',
+           'https://shop/p9', 'https://search.example/?q=p9', 'Mozilla/5.0 (Mac)', NULL)
+        ) t(message_id, user_id, event, timestamp, checkout_id, order_id, currency, product_id, variant,
+            context_page_url, context_page_referrer, context_user_agent, products)
+    """)
+    with project.config() as config:
+        config["syncs"] = [{"name": "shop", "model": "shop", "mode": "user_events",
+                            "identifiers": {"uuid": "user_id"}, "event": {"preset": "ecommerce"}}]
+    result = run(project)
+    assert result.outcome == "success", result.message
+    page = {"referrer": "https://shop/cart", "user_agent": "Mozilla/5.0 (X11)"}
+    assert _sent_events(insider_emulator) == sorted([
+        ("u1", "checkout_page_view", {"product_id": "A", "unit_price": 2.0, "unit_sale_price": 2.0,
+                                      "quantity": 1, "variant_id": "red", "currency": "USD",
+                                      "event_group_id": "K1", **page}),
+        ("u1", "checkout_page_view", {"product_id": "B", "unit_price": 3.0, "unit_sale_price": 3.0,
+                                      "quantity": 2, "currency": "USD", "event_group_id": "K1", **page}),
+        ("u1", "checkout_page_view", {"product_id": "C", "unit_price": 1.0, "unit_sale_price": 1.0,
+                                      "quantity": 1, "variant_id": "xl", "currency": "USD",
+                                      "event_group_id": "O2"}),
+        ("u1", "product_detail_page_view", {"product_id": "P9", "variant_id": "blue", "url": "https://shop/p9",
+                                            "referrer": "https://search.example/?q=p9",
+                                            "user_agent": "Mozilla/5.0 (Mac)"}),
+    ], key=repr)
+    # The emulator stored them as Insider would: three checkout events, one product view.
+    stored = insider_emulator.profile(uuid="u1")["events"]  # type: ignore[index]
+    assert sorted(e["event_name"] for e in stored) == ["checkout_page_view"] * 3 + ["product_detail_page_view"]
 
 
 def test_ecommerce_preset_refuses_a_constant_name_and_a_missing_name_column(tmp_path: Path,

@@ -72,6 +72,31 @@ def test_invalid_values_counted_by_insider(tmp_path: Path, insider_emulator: Emu
     assert result.counts["valid_values_count"] == 3 and result.counts["invalid_values_count"] == 0
 
 
+@pytest.mark.parametrize(("attribute", "values", "users"), [
+    ("ltv", "(21.0), (31.5), (99.0)", ("u2", "u3")),  # a custom number attribute (lifetime_value)
+    ("city", "('City1'), ('City3'), ('Nowhere')", ("u1", "u3")),  # a default attribute
+])
+def test_segment_by_any_attribute(tmp_path: Path, insider_emulator: Emulator, attribute: str,
+                                  values: str, users: tuple[str, ...]) -> None:
+    # Insider: attributeName "can be either an identifier or any attribute".
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=3)
+    assert run(project).outcome == "success"
+    project.sql(f"CREATE TABLE seg_source AS SELECT * FROM (VALUES {values}) t(v)")
+    project.write_model("seg", "select v from seg_source")
+    with project.config() as config:
+        config["syncs"] = [{"name": "seg", "model": "seg", "mode": "first_party_segment",
+                            "segment": {"name": f"by_{attribute}", "attribute": attribute, "column": "v",
+                                        "wait_seconds": 10}}]
+    result = run(project)
+    assert result.outcome == "success", result.message
+    [body] = uploads(insider_emulator)
+    assert body["attributeName"] == attribute
+    assert result.counts["valid_values_count"] == 3 and result.counts["invalid_values_count"] == 0
+    [segment] = insider_emulator.segments()
+    expected = {insider_emulator.profile(uuid=u)["insider_id"] for u in users}  # type: ignore[index]
+    assert set(segment["members"]) == expected
+
+
 def test_oversize_member_file_is_split(tmp_path: Path, insider_emulator: Emulator) -> None:
     project = segment_project(tmp_path, insider_emulator, max_file_bytes=100)
     project.sql("INSERT INTO vip_source SELECT 'member' || i || '@example.com' FROM range(20) t(i)")
@@ -104,6 +129,7 @@ def test_missing_callback_is_recorded_pending(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("segment", "message"), [
     ({"name": "x" * 41}, "at most 40"),
     ({"name": "ok", "storage": "s3"}, "s3_bucket"),
+    ({"name": "ok", "attribute": "Store ID"}, "segment attribute 'Store ID' must be em, pn, uuid or an attribute"),
 ])
 def test_segment_config_errors(tmp_path: Path, segment: dict[str, Any], message: str) -> None:
     project = make_project(tmp_path / "p")

@@ -339,9 +339,9 @@ def pull(ctx: click.Context, export: str, force: bool, from_url: str | None, as_
                f"{result.table} ({result.mode}, {result.format}, {result.bytes:,} bytes, "
                f"{result.seconds:.2f}s)")
     if result.renamed:
-        _echo("  custom fields: " + ", ".join(f"{k} -> {v}" for k, v in result.renamed.items()))
+        _echo("  columns: " + ", ".join(f"{k} -> {v}" for k, v in result.renamed.items()))
     if result.kept_prefix:
-        _echo("  kept the c_ prefix (plain name taken): " + ", ".join(result.kept_prefix))
+        _echo("  kept a prefix (clean name taken): " + ", ".join(result.kept_prefix))
 
 
 @main.command()

@@ -60,12 +60,13 @@ class SegmentConfig(Strict):
 
     name: str = Field(min_length=1)
     """Segment name in Insider (≤ 40 characters, unique in the account)."""
-    attribute: Literal["em", "pn", "uuid"] = "em"
-    """What the values are: email, phone number or uuid."""
+    attribute: str = "em"
+    """What the values are: ``em``/``pn``/``uuid`` (email, phone, uuid) or any attribute name
+    (default or custom, e.g. ``store_id``; Insider: "either an identifier or any attribute")."""
     attribute_name: str | None = None
     """What to send as ``attributeName`` (default: ``attribute``, the short name)."""
     column: str | None = None
-    """The model's column (default: email / phone_number / uuid by ``attribute``)."""
+    """The model's column (default: email / phone_number / uuid by ``attribute``, else the attribute)."""
     host: str = "127.0.0.1"
     """Local file server and callback receiver bind here (storage: local)."""
     port: int = Field(0, ge=0, le=65535)
@@ -87,6 +88,9 @@ class SegmentConfig(Strict):
 
     @model_validator(mode="after")
     def _checks(self) -> SegmentConfig:
+        if self.attribute not in _SEGMENT_IDENTIFIER and not INSIDER_NAME.match(self.attribute):
+            raise ValueError(f"segment attribute {self.attribute!r} must be em, pn, uuid or an attribute "
+                             "name matching ^[a-z][a-z0-9_]*$ (as on Insider's attributes page)")
         if len(self.name) > SEGMENT_NAME_MAX:
             raise ValueError(f"segment name {self.name!r} is {len(self.name)} characters; Insider "
                              f"allows at most {SEGMENT_NAME_MAX}")
@@ -99,9 +103,9 @@ class SegmentConfig(Strict):
         return self
 
     @property
-    def identifier(self) -> str:
-        """The Insider identifier kind the values are."""
-        return _SEGMENT_IDENTIFIER[self.attribute]
+    def identifier(self) -> str | None:
+        """The Insider identifier kind the values are; ``None`` for an attribute segment."""
+        return _SEGMENT_IDENTIFIER.get(self.attribute)
 
 
 def fill_segment_identifiers(data: Any) -> Any:
@@ -111,7 +115,13 @@ def fill_segment_identifiers(data: Any) -> Any:
     segment = data.get("segment")
     if not isinstance(segment, dict):
         return data
-    kind = _SEGMENT_IDENTIFIER.get(segment.get("attribute", "em"), "email")
+    attribute = segment.get("attribute", "em")
+    kind = _SEGMENT_IDENTIFIER.get(attribute) if isinstance(attribute, str) else None
+    if kind is None:
+        # An attribute segment reads one column, not an identifier; the mapping only
+        # names that column (the mode encodes it as the attribute, never as an identifier).
+        column = segment.get("column") or (attribute if isinstance(attribute, str) else "value")
+        return {**data, "identifiers": {"uuid": column}}
     return {**data, "identifiers": {kind: segment.get("column") or kind}}
 
 

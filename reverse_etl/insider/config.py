@@ -38,7 +38,7 @@ class RateLimits(Strict):
 
     upsert_per_minute: int = Field(default=25_000, gt=0, description="shared with attribute delete")
     identity_update_per_minute: int = Field(default=2_000, gt=0)
-    identity_delete_per_minute: int = Field(default=1_000, gt=0)
+    identity_delete_per_minute: int = Field(default=25_000, gt=0, description="Insider's reference")
     user_delete_per_minute: int = Field(default=10_000, gt=0)
     anonymize_per_minute: int = Field(default=500, gt=0)
     profile_read_per_minute: int = Field(

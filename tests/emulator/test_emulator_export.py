@@ -19,8 +19,8 @@ NOW = datetime.now(UTC)
 TS = (NOW - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
 START = int((NOW - timedelta(days=1)).timestamp())
 END = int((NOW + timedelta(days=1)).timestamp())
-ID_COLS = ["row_type", "insider_id", "id_uuid", "id_email", "id_phone_number",
-           "id_loyalty_id", "id_segment_anonymous_id"]
+# Insider's raw export v1 columns: iid, a_<attribute>, a_c_<custom>, e_<param>, e_c_<custom>.
+ID_COLS = ["iid", "a_uuid", "a_email", "a_phone_number", "a_c_loyalty_id", "a_c_segment_anonymous_id"]
 
 
 def cart(product: str, price: float) -> dict[str, Any]:
@@ -59,25 +59,25 @@ def fetch(emu: Emulator, receiver: Receiver) -> httpx.Response:
 
 def expected(emu: Emulator) -> list[dict[str, Any]]:
     ids = {u: emu.profile(uuid=u)["insider_id"] for u in ("u1", "u2")}  # type: ignore[index]
-    blank = dict.fromkeys(ID_COLS[2:])
+    blank = dict.fromkeys(ID_COLS[1:])
 
-    def row(kind: str, u: str, **values: Any) -> dict[str, Any]:
-        r = {"row_type": kind, "insider_id": ids[u], **blank, "id_uuid": u,
-             "name": None, "c_tier": None, "event_name": None, "timestamp": None,
-             "product_id": None, "unit_price": None, **values}
+    def row(u: str, **values: Any) -> dict[str, Any]:
+        r = {"iid": ids[u], **blank, "a_uuid": u,
+             "a_name": None, "a_c_tier": None, "e_event_name": None, "e_timestamp": None,
+             "e_product_id": None, "e_unit_price": None, **values}
         if u == "u2":
-            r["id_email"] = "b@b.co"
+            r["a_email"] = "b@b.co"
         return r
 
-    return [row("user", "u1", name="Ada", c_tier="gold"),
-            row("user", "u2", name="Bob", c_tier="silver"),
-            row("event", "u1", event_name="item_added_to_cart", timestamp=TS,
-                product_id="P1", unit_price=10.5),
-            row("event", "u2", event_name="item_added_to_cart", timestamp=TS,
-                product_id="P1", unit_price=12.0)]
+    return [row("u1", a_name="Ada", a_c_tier="gold"),
+            row("u2", a_name="Bob", a_c_tier="silver"),
+            row("u1", e_event_name="item_added_to_cart", e_timestamp=TS,
+                e_product_id="P1", e_unit_price=10.5),
+            row("u2", e_event_name="item_added_to_cart", e_timestamp=TS,
+                e_product_id="P1", e_unit_price=12.0)]
 
 
-COLUMNS = [*ID_COLS, "name", "c_tier", "event_name", "timestamp", "product_id", "unit_price"]
+COLUMNS = [*ID_COLS, "a_name", "a_c_tier", "e_event_name", "e_timestamp", "e_product_id", "e_unit_price"]
 
 
 def test_json_export(client: httpx.Client, insider_emulator: Emulator,
@@ -120,8 +120,8 @@ def test_star_attributes_and_custom_prefix(client: httpx.Client, insider_emulato
     del body["events"]
     assert client.post(EXPORT, json=body).status_code == 200
     rows = [json.loads(x) for x in fetch(insider_emulator, receiver).text.splitlines()]
-    assert list(rows[0])[len(ID_COLS):] == ["name", "c_colors", "c_tier"]
-    assert [(r["name"], r["c_colors"], r["c_tier"]) for r in rows] == [
+    assert list(rows[0])[len(ID_COLS):] == ["a_name", "a_c_colors", "a_c_tier"]
+    assert [(r["a_name"], r["a_c_colors"], r["a_c_tier"]) for r in rows] == [
         ("Ada", ["red"], "gold"), ("Bob", None, "silver")]
 
 
@@ -138,7 +138,8 @@ def test_documented_sample_request_is_accepted(client: httpx.Client, insider_emu
     assert client.post(EXPORT, json=sample).status_code == 200
     table = pq.read_table(io.BytesIO(fetch(insider_emulator, receiver).content))
     # The sample's 2020-2021 window holds no event: only the two user rows.
-    assert table.column("row_type").to_pylist() == ["user", "user"]
+    assert table.column("e_event_name").to_pylist() == [None, None]
+    assert table.column("a_uuid").to_pylist() == ["u1", "u2"]
 
 
 def test_one_accepted_request_per_utc_day(client: httpx.Client, insider_emulator: Emulator,
@@ -177,8 +178,8 @@ def test_filters_by_values_url_and_numeric_operator(client: httpx.Client,
                                                "values_url": receiver.url + "/values.csv"}]
     assert client.post(EXPORT, json=body).status_code == 200
     rows = [json.loads(x) for x in fetch(insider_emulator, receiver).text.splitlines()]
-    assert [(r["id_uuid"], r["product_id"]) for r in rows] == [("u1", "P2")]
-    assert "name" not in rows[0]  # no attributes asked: no user rows, no attribute columns
+    assert [(r["a_uuid"], r["e_product_id"]) for r in rows] == [("u1", "P2")]
+    assert "a_name" not in rows[0]  # no attributes asked: no user rows, no attribute columns
 
 
 def test_gt_filter(client: httpx.Client, insider_emulator: Emulator, receiver: Receiver) -> None:
@@ -188,7 +189,7 @@ def test_gt_filter(client: httpx.Client, insider_emulator: Emulator, receiver: R
                                                "values": ["10"]}]
     assert client.post(EXPORT, json=body).status_code == 200
     rows = [json.loads(x) for x in fetch(insider_emulator, receiver).text.splitlines()]
-    assert [r["unit_price"] for r in rows if r["row_type"] == "event"] == [10.5, 12.0]
+    assert [r["e_unit_price"] for r in rows if r["e_event_name"] is not None] == [10.5, 12.0]
 
 
 def _wanted(**change: Any) -> dict[str, Any]:
@@ -236,7 +237,7 @@ def test_dynamic_segments_select_profiles(client: httpx.Client, insider_emulator
     del body["events"]
     assert client.post(EXPORT, json=body).status_code == 200
     rows = [json.loads(x) for x in fetch(insider_emulator, receiver).text.splitlines()]
-    assert [r["id_uuid"] for r in rows] == ["u1"]
+    assert [r["a_uuid"] for r in rows] == ["u1"]
 
 
 def test_admin_endpoint_adds_an_every_profile_segment(client: httpx.Client,
@@ -250,4 +251,4 @@ def test_admin_endpoint_adds_an_every_profile_segment(client: httpx.Client,
     assert client.post(EXPORT, json=request(receiver, "json",
                                             segment={"segment_id": 8})).status_code == 200
     rows = [json.loads(x) for x in fetch(insider_emulator, receiver).text.splitlines()]
-    assert sorted({r["id_uuid"] for r in rows}) == ["u1", "u2"]
+    assert sorted({r["a_uuid"] for r in rows}) == ["u1", "u2"]

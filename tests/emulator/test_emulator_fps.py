@@ -55,6 +55,35 @@ def test_phone_and_uuid_files(client: httpx.Client, receiver: Receiver, attribut
             callback["total_entered_values"]) == (valid, invalid, valid + invalid)
 
 
+def test_any_attribute_default_custom_and_custom_identifier(
+        client: httpx.Client, insider_emulator: Emulator, receiver: Receiver) -> None:
+    # The reference: attributeName "can be either an identifier or any attribute".
+    assert upsert(client,
+                  {"identifiers": {"email": "a@b.co", "custom": {"loyalty_id": "L1"}},
+                   "attributes": {"age": 30, "email_optin": True, "custom": {"store_id": ["s1", "s2"]}}},
+                  {"identifiers": {"email": "c@d.co"},
+                   "attributes": {"age": 41, "email_optin": False, "custom": {"store_id": ["s3"]}}},
+                  ).json() == ok(2)
+    first = insider_emulator.profile(email="a@b.co")["insider_id"]  # type: ignore[index]
+    second = insider_emulator.profile(email="c@d.co")["insider_id"]  # type: ignore[index]
+    cases = [  # (attribute, file, valid, invalid, members)
+        ("age", b"30\nabc\n29\n4.5\n", 2, 2, {first}),  # the reference: age (a number) refuses text; an integer
+        ("email_optin", b"false\nmaybe\n", 1, 1, {second}),
+        ("store_id", b"s2\ns3\ns9\n", 3, 0, {first, second}),  # a custom array attribute: contains
+        ("loyalty_id", b"L1\nL2\n", 2, 0, {first}),  # a custom identifier of the tenant
+        ("email", b"c@d.co\nnope\n", 1, 1, {second}),  # the default attribute, format-checked
+    ]
+    for n, (attribute, data, valid, invalid, _) in enumerate(cases):
+        receiver.files[f"/{attribute}.csv"] = data
+        r = client.post(FPS, json=body(receiver, name=f"seg{n}", attribute=attribute, file=f"/{attribute}.csv"))
+        assert (r.status_code, r.json()) == (200, {"statusMessage": "OK"}), r.headers.get("X-Emulator-Reason")
+        (_, callback), = receiver.wait_for(n + 1)[n:]
+        assert (callback["valid_values_count"], callback["invalid_values_count"]) == (valid, invalid), attribute
+    insider_emulator.wait_idle()
+    got = {s["name"]: set(s["members"]) for s in insider_emulator.segments()}
+    assert got == {f"seg{n}": case[4] for n, case in enumerate(cases)}
+
+
 def test_segment_name_already_in_use(client: httpx.Client, receiver: Receiver) -> None:
     receiver.files["/vip.csv?sig=abc"] = EMAILS
     assert client.post(FPS, json=body(receiver)).status_code == 200
@@ -64,7 +93,7 @@ def test_segment_name_already_in_use(client: httpx.Client, receiver: Receiver) -
 
 @pytest.mark.parametrize("headers", [
     {"X-PARTNER-NAME": "acme", "X-REQUEST-TOKEN": "wrong"},
-    {"X-PARTNER-NAME": "ACME", "X-REQUEST-TOKEN": "test-key"}, {}])
+    {"X-PARTNER-NAME": "ACME", "X-REQUEST-TOKEN": "test-key"}, {"X-PARTNER-NAME": "acme"}])
 def test_unauthorized(insider_emulator: Emulator, receiver: Receiver,
                       headers: dict[str, str]) -> None:
     r = httpx.post(insider_emulator.url + FPS, json=body(receiver), headers=headers)
@@ -73,8 +102,9 @@ def test_unauthorized(insider_emulator: Emulator, receiver: Receiver,
 
 
 @pytest.mark.parametrize("change", [
-    {"segmentName": "x" * 41}, {"segmentName": ""}, {"attributeName": "email"},
-    {"fileUrl": "http://127.0.0.1:1/vip.txt"}, {"fileUrl": "https://files.example/vip.csv"},
+    {"segmentName": "x" * 41}, {"segmentName": ""}, {"attributeName": "store_id"}, {"attributeName": "Store ID"},
+    {"attributeName": 7},
+    {"fileUrl": "https://files.example/vip.csv"},
     {"callbackUrl": "https://me.example/cb"}, {"extra": 1}, {"callbackUrl": None}])
 def test_invalid_payload_is_405(client: httpx.Client, insider_emulator: Emulator,
                                 receiver: Receiver, change: dict[str, Any]) -> None:
@@ -85,6 +115,18 @@ def test_invalid_payload_is_405(client: httpx.Client, insider_emulator: Emulator
     assert r.headers["X-Emulator-Reason"]
     assert insider_emulator.segments() == []
     assert client.post(FPS, content=b"not json").status_code == 405
+
+
+@pytest.mark.parametrize(("change", "headers", "message"), [
+    ({"fileUrl": "http://127.0.0.1:1/vip.txt"}, HEADERS,
+     "the file URL is invalid. The URL should include .csv extension"),
+    ({}, {"X-REQUEST-TOKEN": "test-key"}, "partner name is missing"),
+])
+def test_reference_error_table_texts(insider_emulator: Emulator, receiver: Receiver, change: dict[str, Any],
+                                     headers: dict[str, str], message: str) -> None:
+    r = httpx.post(insider_emulator.url + FPS, json={**body(receiver), **change}, headers=headers)
+    assert (r.status_code, r.json()) == (400, {"statusMessage": message})
+    assert insider_emulator.segments() == []
 
 
 def test_fps_rate_limit(receiver: Receiver) -> None:

@@ -30,14 +30,15 @@ from reverse_etl.errors import DeliveryError
 from reverse_etl.insider.emulator import Emulator
 
 EVENT_COLUMNS = {"event_name", "timestamp", "product_id", "unit_price", "coupon"}
-LAYOUT = {"row_type", "insider_id"}
+LAYOUT = {"insider_id", "loyalty_id", "segment_anonymous_id"}
+IDENTIFIERS = {"uuid", "email", "phone_number"}
 
 
 def expected_users(emu: Emulator) -> dict[str, dict[str, Any]]:
     """uuid → non-null attributes as the table should name them (custom c_ prefix dropped)."""
     out: dict[str, dict[str, Any]] = {}
     for p in emu.profiles():
-        attrs = {k: v for k, v in p["attributes"].items() if k != "custom"}
+        attrs = {k: v for k, v in p["attributes"].items() if k != "custom" and k not in IDENTIFIERS}
         for k, v in p["attributes"]["custom"].items():
             # product_id is also a standard event parameter: that one keeps its prefix.
             attrs["c_product_id" if k == "product_id" else k] = v
@@ -63,16 +64,16 @@ def expected_events(emu: Emulator) -> list[tuple[Any, ...]]:
 def loaded_users(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
     for r in rows:
-        if r["row_type"] != "user":
+        if r["event_name"] is not None:  # v1 has no row-kind column: event rows name their event
             continue
-        out[r["id_uuid"]] = {k: norm(v) for k, v in r.items() if v is not None
-                             and k not in LAYOUT | EVENT_COLUMNS and not k.startswith("id_")}
+        out[r["uuid"]] = {k: norm(v) for k, v in r.items() if v is not None
+                          and k not in LAYOUT | EVENT_COLUMNS | IDENTIFIERS}
     return out
 
 
 def loaded_events(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return sorted((r["id_uuid"], norm(r["timestamp"]), r["product_id"], float(r["unit_price"]),
-                   r["coupon"]) for r in rows if r["row_type"] == "event")
+    return sorted((r["uuid"], norm(r["timestamp"]), r["product_id"], float(r["unit_price"]),
+                   r["coupon"]) for r in rows if r["event_name"] is not None)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
@@ -89,12 +90,19 @@ def test_pull_loads_what_insider_holds(fmt: str, tmp_path: Path,
     assert loaded_users(rows) == expected_users(insider_emulator)
     assert loaded_events(rows) == expected_events(insider_emulator)
     ids = {p["identifiers"]["uuid"]: p["insider_id"] for p in insider_emulator.profiles()}
-    assert all(ids[r["id_uuid"]] == r["insider_id"] for r in rows)
-    # Custom fields come back under their own name, unless the name is taken.
-    assert result.renamed == {"c_colors": "colors", "c_tier": "tier", "c_visits": "visits",
-                              "c_coupon": "coupon"}
+    assert all(ids[r["uuid"]] == r["insider_id"] for r in rows)
+    assert {r["email"] for r in rows if r["uuid"] == "u1"} == {"ada@example.com"}
+    # Insider's v1 columns (iid, a_, a_c_, e_, e_c_) come back under clean names; the
+    # custom attribute product_id meets the standard event parameter and keeps c_.
+    assert result.renamed == {
+        "iid": "insider_id", "a_uuid": "uuid", "a_email": "email", "a_phone_number": "phone_number",
+        "a_c_loyalty_id": "loyalty_id", "a_c_segment_anonymous_id": "segment_anonymous_id",  # custom ids
+        "a_name": "name", "a_surname": "surname", "a_city": "city", "a_c_colors": "colors",
+        "a_c_product_id": "c_product_id", "a_c_tier": "tier", "a_c_visits": "visits",
+        "e_event_name": "event_name", "e_timestamp": "timestamp", "e_product_id": "product_id",
+        "e_unit_price": "unit_price", "e_c_coupon": "coupon"}
     assert result.kept_prefix == ["c_product_id"]
-    assert {"tier", "colors", "visits", "coupon", "c_product_id"} <= set(rows[0])
+    assert set(rows[0]) == set(result.renamed.values())
     # One request, as Insider documents it; the hook is the pull's own loopback receiver.
     (request,) = export_requests(insider_emulator)
     body = request["body"]
@@ -207,7 +215,7 @@ def test_cli_pull_prints_one_line_and_refuses_the_second(tmp_path: Path,
     assert ok.exit_code == 0, ok.output
     assert "activity: loaded 6 row(s) into duckdb table insider_activity (replace, parquet" \
         in ok.output
-    assert "c_tier -> tier" in ok.output and "kept the c_ prefix" in ok.output
+    assert "a_c_tier -> tier" in ok.output and "kept a prefix" in ok.output
 
     refused = runner.invoke(main, args, env=project.env)
     assert refused.exit_code == 4

@@ -15,12 +15,22 @@ from reverse_etl.insider.pull.request import build_body
 
 
 def test_custom_columns_lose_the_prefix_unless_the_name_is_taken() -> None:
-    mapping = map_columns(["row_type", "id_uuid", "email", "c_tier", "c_email", "c_name",
-                           "c_product_id", "c_id_x", "c_", "c_Visits", "c_timestamp"])
-    assert mapping.renamed == {"c_tier": "tier", "c_Visits": "Visits"}
-    assert mapping.kept_prefix == ["c_email", "c_name", "c_product_id", "c_id_x",
-                                   "c_timestamp"]
-    assert [dst for _, dst in mapping.columns][:4] == ["row_type", "id_uuid", "email", "tier"]
+    # Custom columns first in the file: claims go by kind, not by file order.
+    mapping = map_columns(["a_c_email", "iid", "a_uuid", "a_email", "a_c_tier", "a_c_name", "a_name",
+                           "a_c_product_id", "e_product_id", "e_name", "e_c_tier", "e_c_coupon",
+                           "a_c_", "a_c_Visits", "e_timestamp", "e_event_name", "other"])
+    assert mapping.columns == [
+        ("a_c_email", "c_email"),  # the default a_email keeps the clean name
+        ("iid", "insider_id"), ("a_uuid", "uuid"), ("a_email", "email"), ("a_c_tier", "tier"),
+        ("a_c_name", "c_name"), ("a_name", "name"),
+        ("a_c_product_id", "c_product_id"),  # a standard event parameter's name is reserved
+        ("e_product_id", "product_id"),
+        ("e_name", "e_name"),  # the attribute name holds "name": the parameter keeps e_
+        ("e_c_tier", "c_tier"),  # the custom attribute tier came first
+        ("e_c_coupon", "coupon"), ("a_c_", "c_"), ("a_c_Visits", "Visits"),
+        ("e_timestamp", "timestamp"), ("e_event_name", "event_name"), ("other", "other")]
+    assert mapping.kept_prefix == ["c_email", "c_name", "c_product_id", "e_name", "c_tier"]
+    assert "other" not in mapping.renamed and mapping.renamed["iid"] == "insider_id"
 
 
 def test_hook_receiver_takes_the_first_valid_url_and_refuses_junk() -> None:

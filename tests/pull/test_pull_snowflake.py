@@ -43,11 +43,12 @@ def test_pull_into_snowflake(tmp_path: Path, insider_emulator: Emulator,
 
     assert (result.warehouse, result.rows) == ("snowflake", 6)
     with fakesnow.connect(database) as conn, conn.cursor() as cur:
-        cur.execute("SELECT ROW_TYPE, ID_UUID, NAME, TIER, C_PRODUCT_ID, PRODUCT_ID, COUPON "
-                    "FROM INSIDER_ACTIVITY ORDER BY ROW_TYPE DESC, ID_UUID, PRODUCT_ID")
+        # Insider's v1 columns (a_c_tier, e_c_coupon, ...) arrive under clean names.
+        cur.execute("SELECT EVENT_NAME, UUID, NAME, TIER, C_PRODUCT_ID, PRODUCT_ID, COUPON "
+                    "FROM INSIDER_ACTIVITY ORDER BY EVENT_NAME NULLS FIRST, UUID, PRODUCT_ID")
         rows = cur.fetchall()
-    assert rows[:3] == [("user", "u1", "Ada", "gold", "P-fav", None, None),
-                        ("user", "u2", "Bob", "silver", None, None, None),
-                        ("user", "u3", None, None, None, None, None)]
+    assert rows[:3] == [(None, "u1", "Ada", "gold", "P-fav", None, None),
+                        (None, "u2", "Bob", "silver", None, None, None),
+                        (None, "u3", None, None, None, None, None)]
     assert [(r[1], r[5], r[6]) for r in rows[3:]] == [
         ("u1", "P1", "SPRING"), ("u1", "P2", None), ("u2", "P1", None)]

@@ -1,26 +1,29 @@
 """The file a raw data export produces: its layout, row selection and the three encodings.
 
-Layout (the emulator's documented choice; Insider's exact layout is not public).
-One table; every row has::
+Layout: Insider's raw export v1 columns (the reference's export v2 page, "how v2
+differs from v1"): ``iid``, attributes ``a_<attribute>``, custom attributes
+``a_c_<custom>``, event parameters ``e_<param>``, custom event parameters
+``e_c_<custom>``. One table; every row has::
 
-    row_type     "user" or "event"
-    insider_id   the emulator's profile id
-    id_uuid, id_email, id_phone_number, id_<custom identifier> ...   identifiers
+    iid                                        the emulator's profile id
+    a_uuid, a_email, a_phone_number            the identifiers (default attributes in UCD)
+    a_c_<custom identifier> ...                custom identifiers (custom attributes in UCD)
 
-then the attribute columns, then ``event_name`` and ``timestamp``, then the event
-parameter columns:
+then the attribute columns, then ``e_event_name`` and ``e_timestamp``, then the
+event parameter columns. The reference names no row-kind column, so there is
+none: an event row is one whose ``e_event_name`` is set (the emulator's choice,
+as are ``e_event_name``/``e_timestamp``: ``event_name`` and ``timestamp`` are
+parameters of an export request, so they take the ``e_`` prefix).
 
 - a **user** row per profile of the segment (only when ``attributes`` was asked):
-  default attributes under their own name, custom attributes as ``c_<name>``;
-  ``["*"]`` means every default attribute any exported profile holds (in
-  insider-api.md order) then every custom attribute (sorted);
+  ``a_<name>`` / ``a_c_<name>``; ``["*"]`` means every default attribute any
+  exported profile holds (in insider-api.md order) then every custom attribute
+  (sorted); an asked identifier (``email``) is its identifier column;
 - an **event** row per stored event of an exported profile whose name is a
   ``wanted`` event, whose timestamp is within ``start_date``..``end_date``
   (epoch seconds, both inclusive) and that passes the wanted event's filter:
-  standard parameters under their own name, custom ones as ``c_<name>``;
-  ``timestamp`` and ``event_name`` in ``params`` refer to the fixed columns.
-- A column used by both kinds (say ``name``: the person's name, the product's
-  name) holds the attribute on user rows and the parameter on event rows.
+  ``e_<name>`` / ``e_c_<name>``; the identifier columns are filled, attribute
+  columns are null;
 - Rows: all user rows first (profile creation order), then event rows (profile
   order, then ``wanted`` order, then event order). Missing values are null.
 
@@ -102,22 +105,30 @@ def matches(value: Any, operator: str, values: Sequence[Any]) -> bool:
 
 
 def _param_column(name: str) -> str:
-    return name if name in STANDARD_EVENT_PARAMS else "c_" + name
+    if name in ("timestamp", "event_name"):
+        return "e_" + name
+    return ("e_" if name in STANDARD_EVENT_PARAMS else "e_c_") + name
+
+
+def _attribute_column(name: str) -> str:
+    if name in DEFAULT_ATTRIBUTES or name in IDENTIFIER_KINDS:
+        return "a_" + name
+    return "a_c_" + name  # custom attributes and custom identifiers alike
 
 
 def build_rows(profiles: list[dict[str, Any]], request: dict[str, Any],
                custom_identifiers: Sequence[str]) -> tuple[list[str], list[Row]]:
     """Columns and rows of an export over ``profiles`` (inspection dicts)."""
-    columns = ["row_type", "insider_id", *(f"id_{k}" for k in IDENTIFIER_KINDS),
-               *(f"id_{k}" for k in custom_identifiers)]
+    id_columns = [*(f"a_{k}" for k in IDENTIFIER_KINDS), *(f"a_c_{k}" for k in custom_identifiers)]
+    columns = ["iid", *id_columns]
 
-    def base(p: dict[str, Any], row_type: str) -> Row:
+    def base(p: dict[str, Any]) -> Row:
         ids = p["identifiers"]
-        row: Row = {"row_type": row_type, "insider_id": p["insider_id"]}
+        row: Row = {"iid": p["insider_id"]}
         for k in IDENTIFIER_KINDS:
-            row[f"id_{k}"] = ids.get(k)
+            row[f"a_{k}"] = ids.get(k)
         for k in custom_identifiers:
-            row[f"id_{k}"] = ids["custom"].get(k)
+            row[f"a_c_{k}"] = ids["custom"].get(k)
         return row
 
     rows: list[Row] = []
@@ -127,29 +138,34 @@ def build_rows(profiles: list[dict[str, Any]], request: dict[str, Any],
         if "*" in wanted_attrs:
             held = {k for p in profiles for k in p["attributes"] if k != "custom"}
             custom = sorted({k for p in profiles for k in p["attributes"]["custom"]})
-            attr_cols += [(k, k, False) for k in DEFAULT_ATTRIBUTES if k in held]
-            attr_cols += [("c_" + k, k, True) for k in custom]
+            attr_cols += [("a_" + k, k, False) for k in DEFAULT_ATTRIBUTES if k in held]
+            attr_cols += [("a_c_" + k, k, True) for k in custom]
         for name in wanted_attrs:
             if name == "*":
                 continue
-            is_custom = name not in DEFAULT_ATTRIBUTES
-            col = "c_" + name if is_custom else name
+            is_custom = name not in DEFAULT_ATTRIBUTES and name not in IDENTIFIER_KINDS
+            col = _attribute_column(name)
             if all(c != col for c, _, _ in attr_cols):
                 attr_cols.append((col, name, is_custom))
+        # An attribute that is also an identifier (email) is its identifier column.
+        attr_cols = [a for a in attr_cols if a[0] not in id_columns]
         columns += [c for c, _, _ in attr_cols]
         for p in profiles:
-            row = base(p, "user")
+            row = base(p)
             attrs = p["attributes"]
             for col, name, is_custom in attr_cols:
                 row[col] = attrs["custom"].get(name) if is_custom else attrs.get(name)
+            for k in IDENTIFIER_KINDS:  # an attribute-only email still shows in a_email
+                if row.get(f"a_{k}") is None and attrs.get(k) is not None:
+                    row[f"a_{k}"] = attrs[k]
             rows.append(row)
     events = request.get("events")
     if events:
-        columns += [c for c in ("event_name", "timestamp") if c not in columns]
+        columns += ["e_event_name", "e_timestamp"]
         for wanted in events["wanted"]:
             for name in wanted.get("params") or ():
                 col = _param_column(name)
-                if name not in ("timestamp", "event_name") and col not in columns:
+                if col not in columns:
                     columns.append(col)
         start, end = events["start_date"], events["end_date"]
         for p in profiles:
@@ -163,9 +179,9 @@ def build_rows(profiles: list[dict[str, Any]], request: dict[str, Any],
                     if flt is not None and not matches(_param(ev, flt["key"]),
                                                        flt["operator"], flt["values"]):
                         continue
-                    row = base(p, "event")
-                    row["event_name"] = ev["event_name"]
-                    row["timestamp"] = ev["timestamp"]
+                    row = base(p)
+                    row["e_event_name"] = ev["event_name"]
+                    row["e_timestamp"] = ev["timestamp"]
                     for name in wanted.get("params") or ():
                         if name not in ("timestamp", "event_name"):
                             row[_param_column(name)] = _param(ev, name)

@@ -4,7 +4,7 @@ Families and documented defaults (requests per window)::
 
     upsert            25,000 / 60 s   shared by upsert and attribute delete
     identity_update    2,000 / 60 s
-    identity_delete    1,000 / 60 s   [open] 25,000 or 1,000: the strict 1,000
+    identity_delete   25,000 / 60 s   the reference's "Delete identifiers" limitations
     user_delete       10,000 / 60 s
     anonymize            500 / 60 s
     fps                  100 / 1 s
@@ -27,7 +27,7 @@ from typing import Any
 DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
     "upsert": (25_000, 60.0),
     "identity_update": (2_000, 60.0),
-    "identity_delete": (1_000, 60.0),
+    "identity_delete": (25_000, 60.0),
     "user_delete": (10_000, 60.0),
     "anonymize": (500, 60.0),
     "fps": (100, 1.0),

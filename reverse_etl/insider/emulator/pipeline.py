@@ -101,6 +101,8 @@ class Pipeline:
         partner = request.headers.get("X-PARTNER-NAME")
         token = (request.headers.get("X-REQUEST-TOKEN") or "").encode()
         if fps:
+            if not partner:  # the FPS reference's error table: "partner name is missing"
+                return 400, {"statusMessage": "partner name is missing"}, None
             if partner != self._partner or not hmac.compare_digest(token, self._token):
                 return 401, {"statusMessage": "Unauthorized"}, None
             return None

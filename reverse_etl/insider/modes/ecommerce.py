@@ -7,12 +7,18 @@ model rows that
 
 - names each event the Insider way (``Order Completed`` → ``purchase``; any
   other name → its lower_snake_case, a custom event);
-- explodes the ``products`` list of ``cart_page_view`` and ``purchase`` into
-  one event per product (key ``<source key>:<product position, from 1>``;
-  ``cart_id`` / ``order_id`` → ``event_group_id``);
+- explodes the ``products`` list of ``cart_page_view``, ``checkout_page_view``
+  and ``purchase`` into one event per product (key ``<source key>:<product
+  position, from 1>``; ``cart_id`` / ``checkout_id`` else ``order_id`` /
+  ``order_id`` → ``event_group_id``), as Insider's own Segment destination does;
 - derives the standard and custom parameters from the columns the model
   actually has (``category`` → ``taxonomy``, ``price`` → ``unit_price`` and,
-  without a ``sale_price``, ``unit_sale_price``; ``tax``, ``revenue``... custom).
+  without a ``sale_price``, ``unit_sale_price``; ``variant`` → ``variant_id``;
+  the page context ``context_page_url`` / ``context_page_referrer`` /
+  ``context_user_agent`` → ``url`` / ``referrer`` / ``user_agent`` where the
+  event has none of its own; ``tax``, ``revenue``... custom).
+
+The differences from Insider's Segment destination, and why, are in the README.
 
 The view keeps every model column, so identifiers, the timestamp, the key and
 the sync's own ``params:`` (which win over the preset's) read it unchanged.
@@ -55,8 +61,12 @@ EVENT_NAMES = {
     "order_completed": "purchase",
     "user_registered": "sign_up_confirmation",
 }
-GROUP_COLUMNS = {"cart_page_view": "cart_id", "purchase": "order_id"}
-"""Events sent once per product, and the column that groups them (→ ``event_group_id``)."""
+GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
+    "cart_page_view": ("cart_id",),
+    "checkout_page_view": ("checkout_id", "order_id"),
+    "purchase": ("order_id",),
+}
+"""Events sent once per product, and the columns (first non-null) that group them (→ ``event_group_id``)."""
 
 Level = Literal["product", "both", "order"]
 Kind = Literal["text", "number", "taxonomy", "any"]
@@ -85,25 +95,27 @@ PARAMS: tuple[PresetParam, ...] = (
     PresetParam("unit_sale_price", ("sale_price", "unit_sale_price", "price", "unit_price"), "product", "number"),
     PresetParam("quantity", ("quantity",), "product", "number"),
     PresetParam("product_image_url", ("image_url", "product_image_url"), "product", "text"),
-    PresetParam("url", ("url",), "product", "text"),
-    PresetParam("variant_id", ("variant_id",), "product", "any"),
+    # Page context as Segment's warehouse columns name it: a property wins over the context.
+    PresetParam("url", ("url", "context_page_url"), "product", "text"),
+    PresetParam("variant_id", ("variant_id", "variant"), "product", "text"),  # Insider's mapping
     PresetParam("color", ("color",), "product", "any"),
     PresetParam("size", ("size",), "product", "any"),
     PresetParam("currency", ("currency",), "both", "text"),
     # Custom parameters (not in STANDARD_EVENT_PARAMS, so under event_params.custom).
     PresetParam("sku", ("sku",), "product", "text"),
     PresetParam("brand", ("brand",), "product", "text"),
-    PresetParam("variant", ("variant",), "product", "text"),
     PresetParam("tax", ("tax",), "order", "number"),
     PresetParam("revenue", ("revenue",), "order", "number"),
     PresetParam("shipping", ("shipping",), "order", "number"),
     PresetParam("discount", ("discount",), "order", "number"),
     PresetParam("coupon", ("coupon",), "order", "text"),
     PresetParam("affiliation", ("affiliation",), "order", "text"),
+    PresetParam("referrer", ("referrer", "context_page_referrer"), "order", "text"),
+    PresetParam("user_agent", ("user_agent", "context_user_agent"), "order", "text"),
     # Remaining standard parameters, when the model has a column of that name.
     *(PresetParam(n, (n,), "order", "any") for n in (
-        "locale", "shipping_cost", "promotion_name", "promotion_discount", "referrer",
-        "campaign_id", "campaign_name", "user_agent")),
+        "locale", "shipping_cost", "promotion_name", "promotion_discount",
+        "campaign_id", "campaign_name")),
 )
 
 _NUMERIC = re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|REAL|DECIMAL.*)$")
@@ -273,9 +285,9 @@ def _param_sql(p: PresetParam, top: dict[str, Typed], product: dict[str, Typed])
 
 
 def _group_id_sql(top: dict[str, Typed]) -> str | None:
-    """``event_group_id``: the cart / order id for the events grouped by one, else an ``event_group_id`` column."""
-    whens = [f"WHEN {literal(event)} THEN CAST({top[col][0]} AS VARCHAR)"
-             for event, col in GROUP_COLUMNS.items() if col in top]
+    """``event_group_id``: the cart / checkout / order id for the events grouped by one, else an ``event_group_id`` column."""
+    whens = [f"WHEN {literal(event)} THEN {_coalesce([f'CAST({top[c][0]} AS VARCHAR)' for c in cols if c in top])}"
+             for event, cols in GROUP_COLUMNS.items() if any(c in top for c in cols)]
     mapped = f"CASE m.{ident(PREFIX + 'event_name')} {' '.join(whens)} END" if whens else None
     own = f"CAST({top['event_group_id'][0]} AS VARCHAR)" if "event_group_id" in top else None
     parts = [p for p in (mapped, own) if p]

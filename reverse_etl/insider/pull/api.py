@@ -49,9 +49,9 @@ class PullResult:
     """False when the file came from ``from_url`` (no export request was sent)."""
     columns: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
-    """``c_`` columns loaded under their plain name (``c_tier`` → ``tier``)."""
+    """File columns loaded under another name (``a_c_tier`` → ``tier``; see pull.load)."""
     kept_prefix: list[str] = field(default_factory=list)
-    """``c_`` columns whose plain name was taken (a default attribute, ...)."""
+    """Table columns that kept a prefix because the clean name was taken (``c_email``)."""
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

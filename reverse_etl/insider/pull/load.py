@@ -1,11 +1,32 @@
-"""Load a downloaded export file into the warehouse, mapping ``c_`` columns back.
+"""Load a downloaded export file into the warehouse, mapping Insider's columns to clean names.
 
-Insider prefixes custom attributes and custom event parameters with ``c_``. The
-loaded table names them as they were sent (``c_tier`` → ``tier``), except where
-the plain name is taken: a default attribute, a standard event parameter, a
-column of the export layout, or another column of the file (say a custom
-``c_email`` next to the default ``email``). Those keep the prefix and the result
-lists them.
+Insider's raw export v1 columns (its export v2 page, "how v2 differs from v1")
+carry prefixes; the loaded table drops them:
+
+======================  ==================  =====================================
+file column             table column        what it is
+======================  ==================  =====================================
+``iid``                 ``insider_id``      the profile's Insider id
+``a_<name>``            ``<name>``          a default attribute or an identifier
+                                            (``a_email`` → ``email``)
+``a_c_<name>``          ``<name>``          a custom attribute (or custom identifier)
+``e_event_name``,       ``event_name``,     the event (``timestamp`` is TIMESTAMPTZ)
+``e_timestamp``         ``timestamp``
+``e_<param>``           ``<param>``         a standard event parameter
+``e_c_<param>``         ``<param>``         a custom event parameter
+======================  ==================  =====================================
+
+Collisions: the clean names are claimed in this order: ``insider_id``,
+``event_name``, ``timestamp``, default attributes, standard event parameters,
+custom attributes, custom event parameters (and never a default attribute's or
+standard parameter's reserved name, present in the file or not). A column whose
+clean name is already claimed keeps a prefix: a custom attribute ``a_c_email``
+next to the default ``a_email`` becomes ``c_email`` (its custom prefix only), a
+custom parameter ``e_c_x`` colliding becomes ``c_x`` if free; a standard parameter
+whose name is an attribute's (``e_name`` next to ``a_name``) keeps ``e_name``.
+Anything still taken keeps its file name. The result lists every column that
+kept a prefix. A column without a known prefix is loaded under its own name.
+The mapping is a list of column aliases in one ``SELECT``: no row passes through Python.
 
 DuckDB reads all three formats itself (``read_csv``/``read_parquet``/
 ``read_json``), so the file never passes through Python rows; the same reader
@@ -27,35 +48,57 @@ from reverse_etl.insider.rules import DEFAULT_ATTRIBUTES, STANDARD_EVENT_PARAMS
 if TYPE_CHECKING:
     import duckdb
 
-# Columns of the export layout itself (see reverse_etl/emulator/exportfile.py).
-LAYOUT_COLUMNS = frozenset({"row_type", "insider_id", "event_name", "timestamp"})
+# Clean names of the export layout's own columns (see reverse_etl/insider/emulator/exportfile.py).
+LAYOUT_COLUMNS = {"iid": "insider_id", "e_event_name": "event_name", "e_timestamp": "timestamp"}
 
 
 @dataclass
 class ColumnMapping:
-    """File column → table column, and the ``c_`` columns that kept their prefix."""
+    """File column → table column, and the columns that kept a prefix."""
 
     renamed: dict[str, str] = field(default_factory=dict)
     kept_prefix: list[str] = field(default_factory=list)
+    """Table names that kept (part of) a prefix because the clean name was taken."""
     columns: list[tuple[str, str]] = field(default_factory=list)
     """(file column, table column) in file order."""
 
 
+def _kind(column: str) -> tuple[int, str, list[str]]:
+    """(claim priority, clean name, fallback names) of one file column."""
+    if column in LAYOUT_COLUMNS:
+        return 0, LAYOUT_COLUMNS[column], []
+    if column.startswith("a_c_") and len(column) > 4:
+        return 3, column[4:], [column[2:]]  # a_c_email → c_email
+    if column.startswith("e_c_") and len(column) > 4:
+        return 4, column[4:], [column[2:]]
+    if column.startswith("a_") and len(column) > 2:
+        return 1, column[2:], []
+    if column.startswith("e_") and len(column) > 2:
+        return 2, column[2:], []
+    return 0, column, []
+
+
 def map_columns(file_columns: Sequence[str]) -> ColumnMapping:
-    """Strip ``c_`` from custom columns whose plain name is free (see module docstring)."""
-    taken = {c.lower() for c in (*DEFAULT_ATTRIBUTES, *STANDARD_EVENT_PARAMS, *LAYOUT_COLUMNS)}
-    taken |= {c.lower() for c in file_columns if not c.startswith("c_")}
+    """Clean names for Insider's v1 export columns (see module docstring)."""
+    kinds = {c: _kind(c) for c in file_columns}
+    # Names reserved for what Insider defines, whether or not this file holds them:
+    # a custom attribute never takes a default attribute's name.
+    reserved = {n.lower() for n in (*DEFAULT_ATTRIBUTES, *STANDARD_EVENT_PARAMS, "uuid")}
+    chosen: dict[str, str] = {}
+    taken: set[str] = set()
+    for column in sorted(file_columns, key=lambda c: kinds[c][0]):  # stable: file order within a kind
+        priority, clean, fallbacks = kinds[column]
+        candidates = [clean, *fallbacks] if priority < 3 or clean.lower() not in reserved else fallbacks
+        target = next((n for n in candidates if n.lower() not in taken), column)
+        taken.add(target.lower())
+        chosen[column] = target
     mapping = ColumnMapping()
     for column in file_columns:
-        target = column
-        if column.startswith("c_") and len(column) > 2:
-            plain = column[2:]
-            if plain.lower() in taken or plain.lower().startswith("id_"):
-                mapping.kept_prefix.append(column)
-            else:
-                target = plain
-                taken.add(plain.lower())
-                mapping.renamed[column] = plain
+        target = chosen[column]
+        if target != column:
+            mapping.renamed[column] = target
+        if kinds[column][0] and target != kinds[column][1]:
+            mapping.kept_prefix.append(target)
         mapping.columns.append((column, target))
     return mapping
 
@@ -97,7 +140,7 @@ def select_sql(path: Path, fmt: str, mapping: ColumnMapping,
     types = types or {}
     items = []
     for src, dst in mapping.columns:
-        if src == "timestamp" and types.get(src) == "VARCHAR":
+        if dst == "timestamp" and src == "e_timestamp" and types.get(src) == "VARCHAR":
             items.append(f"CAST({quote(src)} AS TIMESTAMPTZ) AS {quote(dst)}")
         else:
             items.append(f"{quote(src)} AS {quote(dst)}")

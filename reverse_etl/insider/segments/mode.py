@@ -1,7 +1,9 @@
 """``mode: first_party_segment``: the model's member values, uploaded as one segment.
 
 A run: the model's one column is encoded and validated like an identifier
-(``cur``; invalid values are counted and left out) → the member set's digest is
+(``segment.attribute`` em/pn/uuid) or like that attribute (any other name:
+Insider segments by "either an identifier or any attribute"; ``cur``; invalid
+values are counted and left out) → the member set's digest is
 compared with the last upload's → if it changed, the values become headerless
 one-column CSV files (split at ``max_file_bytes``, or refused) → each is served
 (local server or presigned S3 URL) and registered with ``POST /fps/v1/upload``
@@ -26,12 +28,14 @@ from typing import Any
 
 import duckdb
 
+from reverse_etl.diff.fields import Field
 from reverse_etl.diff.sqltext import first_row, scalar
 from reverse_etl.errors import DeliveryError
 from reverse_etl.insider.audience_config import SEGMENT_NAME_MAX, SegmentConfig
 from reverse_etl.insider.config import SyncConfig
 from reverse_etl.insider.fields import identifier_fields
 from reverse_etl.insider.modes.base import Mode
+from reverse_etl.insider.rules import DEFAULT_ATTRIBUTES
 from reverse_etl.insider.segments.server import SegmentServer
 from reverse_etl.insider.segments.upload import presigned_s3_url, upload_segment
 from reverse_etl.project.model_sql import ResolvedModel
@@ -51,10 +55,17 @@ class FirstPartySegment(Mode):
         super().__init__(sync)
         assert sync.segment is not None
         self.segment: SegmentConfig = sync.segment
-        ids, _ = identifier_fields(sync)
-        self.fields = ids
-        self.tracked = ids  # never committed: the member set's digest lives in segment.json
-        self.key_field = ids[0]
+        if self.segment.identifier is None:
+            # An attribute segment: the column is validated as that attribute (its type and
+            # format rules), so a value Insider would count invalid is refused locally.
+            attribute = self.segment.attribute
+            column = self.segment.column or attribute
+            fields = [Field("attributes", attribute, attribute not in DEFAULT_ATTRIBUTES, column)]
+        else:
+            fields, _ = identifier_fields(sync)
+        self.fields = fields
+        self.tracked = fields  # never committed: the member set's digest lives in segment.json
+        self.key_field = fields[0]
 
     def prepare_model(self, model: ResolvedModel, resolve: ModelResolver) -> ResolvedModel:
         """The model's distinct values: a value listed twice is one member, not a duplicate key."""
