@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from test_delivery_faults import deliver_under_faults
 from test_segments import segment_project, uploads
 from test_state_s3 import _fresh_copy, _kill_run_after, _s3_project, s3_endpoint, s3_env
 from test_sync_engine import UPSERT, run, sent
@@ -26,17 +27,7 @@ def test_faults_with_s3_state_deliver_every_row_exactly_once(
         tmp_path: Path, insider_emulator: Emulator, s3_env: dict[str, str]) -> None:
     rows = 5_000
     project = _s3_project(tmp_path / "p", insider_emulator.url, s3_env, rows=rows)
-    with project.config() as config:
-        config["destination"].update(max_batch_users=250, max_retries=12)
-    insider_emulator.set_faults(status_429=0.1, status_500=0.05, status_503=0.05, drop=0.1,
-                                retry_after=0, seed=11)
-    result = run(project)
-    assert result.outcome == "success", result.message
-    assert result.counts["acked"] == rows
-    assert [e for e in insider_emulator.requests() if e["path"] == UPSERT and e["status"] != 200]
-    delivered = Counter(u["identifiers"]["uuid"] for u in sent(insider_emulator, UPSERT))
-    assert len(delivered) == rows and set(delivered.values()) == {1}
-    insider_emulator.set_faults({})
+    deliver_under_faults(project, insider_emulator, rows=rows, batch_users=250)
     assert run(_fresh_copy(project, tmp_path / "fresh")).counts["to_send"] == 0
 
 
