@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from reverse_etl.alerts.hook import alert_hook
 from reverse_etl.errors import ConfigError, SourceError
 from reverse_etl.insider.config import InsiderProject, ProjectConfig, SyncConfig
 from reverse_etl.insider.destination import InsiderDeliverer, InsiderDestination
@@ -24,6 +25,7 @@ from reverse_etl.run.runner import SyncRunner
 from reverse_etl.state.stores import open_ledger
 from reverse_etl.warehouses import open_source
 from reverse_etl.warehouses.base import Source
+from reverse_etl.writeback import flush_spool, writeback_hook
 
 ClientFactory = Callable[[InsiderProject], InsiderDeliverer]
 """Builds the Insider client of a project (tests and benchmarks pass stand-ins)."""
@@ -171,6 +173,9 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
     destination = InsiderDestination(project.config.destination,
                                      (lambda _config: factory(project)) if factory else None)
     ledger = open_ledger(project.state_dir, project.config.state)
+    if action == "run":  # write-back and alerts hang off the end of every run (see README)
+        extra = [h for h in (writeback_hook(project), alert_hook(project, ledger)) if h is not None]
+        hooks = Hooks([hooks.emit, *extra]) if extra else hooks
     # A snapshot belongs to one environment and one destination: another one is a first run.
     bound = destination_key({**destination.identity(),
                              **({"target": project.target} if project.target else {})})
@@ -212,6 +217,8 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
                 break
     finally:
         source.close()
+        if action == "run":  # after the source is closed: DuckDB allows one writer per file
+            flush_spool(project, result.syncs)
     return result
 
 

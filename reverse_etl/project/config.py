@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from reverse_etl.errors import StateError
+from reverse_etl.project.operate import AlertsConfig, WritebackConfig
 
 SYNC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 """Sync and model names: letters, digits, ``_``, ``.``, ``-``."""
@@ -227,6 +228,10 @@ class ProjectConfigBase(Strict):
     state: StateConfig = Field(default_factory=StateConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     dbt: DbtConfig | None = None
+    alerts: AlertsConfig | None = None
+    """Alerts on failed, partial and stale syncs (:mod:`reverse_etl.alerts`)."""
+    writeback: WritebackConfig | None = None
+    """Run records, rejected rows and change logs written to the source warehouse."""
 
 
 ConfigT = TypeVar("ConfigT", bound=ProjectConfigBase)

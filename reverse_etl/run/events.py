@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from reverse_etl.run.results import SyncResult
 
@@ -49,13 +50,27 @@ class RowsSent:
 
 
 @dataclass(frozen=True)
+class WorkspaceSettled:
+    """A run's delivery and commit are done; its DuckDB workspace is still open.
+
+    ``connection`` holds the run's tables (:mod:`reverse_etl.diff.tables`:
+    ``changes``, ``acked``, ``outcome``, ``new_rej``) until the hooks return: a
+    hook may read them (e.g. to copy a change log out), never change them.
+    ``result`` is the run's result so far.
+    """
+
+    result: SyncResult
+    connection: Any
+
+
+@dataclass(frozen=True)
 class RunFinished:
     """A run ended, however it ended; ``result`` is what the ledger records."""
 
     result: SyncResult
 
 
-RunEvent = RunStarted | StageFinished | RowsSent | RunFinished
+RunEvent = RunStarted | StageFinished | RowsSent | WorkspaceSettled | RunFinished
 Hook = Callable[[RunEvent], None]
 """A receiver of run events."""
 

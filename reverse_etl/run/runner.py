@@ -29,7 +29,7 @@ from reverse_etl.run.baseline import load_baseline
 from reverse_etl.run.commit import Committer
 from reverse_etl.run.delivery import deliver_changes
 from reverse_etl.run.destination import ModelResolver, Sender, SyncMode, SyncSpec
-from reverse_etl.run.events import Hooks, RowsSent, StageFinished
+from reverse_etl.run.events import Hooks, RowsSent, StageFinished, WorkspaceSettled
 from reverse_etl.run.outcome import fail
 from reverse_etl.run.results import SyncResult
 from reverse_etl.state.store import Pending
@@ -171,6 +171,7 @@ class SyncRunner:
         else:
             self._judge(result)
         result.rejected_samples = self._rejected_samples(con)
+        self.hooks.emit(WorkspaceSettled(result=result, connection=con))  # e.g. the write-back's change log
 
     def _refused_by_guards(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> bool:
         """Refuse before sending when the model is empty, or too many rows are invalid or would be removed."""

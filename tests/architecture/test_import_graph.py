@@ -25,6 +25,8 @@ LAYERS: dict[str, int] = {
     "diff": 3,
     "run": 4,
     "insider": 5,
+    "alerts": 5,
+    "writeback": 5,
     "context": 6,
     "api": 7,
     "cli": 8,
