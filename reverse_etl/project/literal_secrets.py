@@ -48,6 +48,19 @@ def refuse_literal_secrets(marked: Any, lines: LineMap, filename: str) -> None:
         url = source.get("url")
         if isinstance(url, str):
             _check_url(url, ("source", "url"), lines, filename)
+    alerts = marked.get("alerts")
+    if isinstance(alerts, dict):  # SMTP passwords, webhook URL tokens and header values
+        _scan_mapping(alerts, ("alerts",), lines, filename)
+        destinations = alerts.get("destinations")
+        for index, destination in enumerate(destinations if isinstance(destinations, list) else []):
+            if not isinstance(destination, dict):
+                continue
+            where = ("alerts", "destinations", index)
+            if isinstance(destination.get("url"), str):
+                _check_url(destination["url"], (*where, "url"), lines, filename)  # type: ignore[arg-type]
+            headers = destination.get("headers")
+            for key, value in (headers.items() if isinstance(headers, dict) else ()):
+                _require_marker(value, (*where, "headers", key), lines, filename)
 
 
 def _scan_mapping(value: Any, path: tuple[str | int, ...], lines: LineMap, filename: str) -> None:
@@ -91,7 +104,7 @@ def _require_marker(value: Any, path: tuple[str | int, ...], lines: LineMap, fil
 
 
 def _refuse(path: tuple[str | int, ...], lines: LineMap, filename: str, what: str) -> None:
-    name = "_".join(str(p) for p in path[-2:]).upper()
+    name = "_".join([str(p) for p in path if not isinstance(p, int)][-2:]).upper()  # no list indexes
     raise ConfigError(
         f"{filename}:{line_of(path, lines)}: {dotted(path)} {what}; write the secret part as "
         f"\"{{{{ env_var('{name}') }}}}\" and set {name} in the environment or .env"
