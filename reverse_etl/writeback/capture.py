@@ -45,10 +45,19 @@ def spool_dir(state_dir: Path) -> Path:
 def changes_sql(con: duckdb.DuckDBPyConnection, run_id: str, sync: str, include_payload: bool) -> str:
     """The change log of the run in ``con``: one row per operation of ``changes``."""
     columns = [c for (c, *_) in con.execute("DESCRIBE changes").fetchall()]
-    flags = [c for c in columns if c.startswith("w:")]
-    if flags:
-        names = ", ".join(f"CASE WHEN {ident(c)} THEN {literal(c[2:])} END" for c in flags)
-        changed = f"to_json(list_filter([{names}], x -> x IS NOT NULL))::VARCHAR"
+    before = {c for (c, *_) in con.execute("DESCRIBE delta").fetchall()}
+    fields = [c[2:] for c in columns if c.startswith("w:") and f"v:{c[2:]}" in columns]
+    # A field changed when the operation writes it and its value differs from what the snapshot
+    # held (``delta``'s ``s:`` columns; a new row has none). Removed rows are not in ``delta``:
+    # theirs are the fields the operation writes (cleared), if any.
+    tests = []
+    for f in fields:
+        written, value = ident("w:" + f), ident("v:" + f)
+        differs = f"ch.{value} IS DISTINCT FROM d.{ident('s:' + f)}" if f"s:{f}" in before else "TRUE"
+        tests.append(f"CASE WHEN ch.{written} AND (ch.change = 'removed' OR {differs}) "
+                     f"THEN {literal(f)} END")
+    if tests:
+        changed = f"to_json(list_filter([{', '.join(tests)}], lambda x: x IS NOT NULL))::VARCHAR"
     else:
         changed = "NULL::VARCHAR"
     auto = ", ".join(literal(op) for op in AUTO_ACKED_OPS)
@@ -64,6 +73,7 @@ def changes_sql(con: duckdb.DuckDBPyConnection, run_id: str, sync: str, include_
                     ELSE 'not_sent' END AS outcome,
                CASE WHEN a.row_id IS NULL THEN o.reason END AS reason, {payload} AS payload
         FROM changes ch
+        LEFT JOIN delta d ON d.key = ch.key AND ch.change <> 'removed'
         LEFT JOIN (SELECT DISTINCT row_id FROM acked) a ON a.row_id = ch.row_id
         LEFT JOIN outcome o ON o.row_id = ch.row_id
     """
@@ -128,7 +138,7 @@ class _Capture:
         try:
             present = {n for (n,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             pay = self.config.include_payload
-            if {"changes", "acked", "outcome"} <= present:
+            if {"changes", "delta", "acked", "outcome"} <= present:
                 con.execute(f"COPY ({changes_sql(con, result.run_id, result.sync, pay)}) "
                             f"TO {literal(str(where / 'changes.parquet'))} (FORMAT parquet)")
             if "new_rej" in present:
