@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import pytest
 from project_factory import ProjectUnderTest, make_project
-from scenario import ATTRIBUTES, MODEL_SQL, check_tables, three_runs
+from writeback_scenario import ATTRIBUTES, MODEL_SQL, check_tables, three_runs
 
 import reverse_etl
 from reverse_etl.insider.emulator import Emulator
