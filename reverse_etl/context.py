@@ -174,7 +174,7 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
                                      (lambda _config: factory(project)) if factory else None)
     ledger = open_ledger(project.state_dir, project.config.state)
     if action == "run":  # write-back and alerts hang off the end of every run (see README)
-        extra = [h for h in (writeback_hook(project), alert_hook(project, ledger)) if h is not None]
+        extra = [h for h in (alert_hook(project, ledger), writeback_hook(project)) if h is not None]
         hooks = Hooks([hooks.emit, *extra]) if extra else hooks
     # A snapshot belongs to one environment and one destination: another one is a first run.
     bound = destination_key({**destination.identity(),

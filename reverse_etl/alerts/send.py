@@ -32,11 +32,11 @@ class AlertDeliveryError(Exception):
 
 
 def describe(destination: AlertDestinationConfig) -> str:
-    """A secret-free name for a destination (logs, run notes): ``webhook 127.0.0.1:8080``."""
+    """A secret-free name for a destination (logs, run notes): ``webhook at hooks.example.com``."""
     if isinstance(destination, EmailAlertConfig):
         return f"email via {destination.host}:{destination.port}"
     host = httpx.URL(destination.url.get_secret_value()).host or "?"
-    return f"{destination.type} webhook at {host}"
+    return f"{'Slack webhook' if destination.type == 'slack' else 'webhook'} at {host}"
 
 
 def send_alert(alert: Alert, destination: AlertDestinationConfig, timeout: float = 5.0) -> None:

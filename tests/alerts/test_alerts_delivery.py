@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MailReceiver, WebhookReceiver
+from alert_receivers import MailReceiver, WebhookReceiver
 from project_factory import ProjectUnderTest, make_project
 
 import reverse_etl
