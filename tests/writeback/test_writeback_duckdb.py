@@ -99,3 +99,25 @@ def test_bad_writeback_config_names_file_line_and_field(tmp_path: Path, writebac
     with pytest.raises(reverse_etl.ConfigError) as info:
         reverse_etl.load_project(project.root, project.env)
     assert expected in str(info.value) and str(info.value).startswith("syncs.yml:"), str(info.value)
+
+
+def test_change_log_matches_what_insider_holds_under_faults(tmp_path: Path,
+                                                           insider_emulator: Emulator) -> None:
+    """Retries, drops and lost answers: the log still says acked exactly for what Insider holds."""
+    project = project_with_writeback(tmp_path, insider_emulator)
+    project.sql("CREATE OR REPLACE TABLE raw_customers AS SELECT 'u' || i AS customer_id, "
+                "'user' || i || '@example.com' AS email, 'N' || i AS first_name, 'C' AS city, "
+                "1.0::DOUBLE AS lifetime_value FROM range(1, 301) t(i)")
+    with project.config() as config:
+        config["destination"].update(max_batch_users=25, max_retries=2)
+    insider_emulator.set_faults(status_500=0.2, status_503=0.1, drop=0.1, retry_after=0, seed=5,
+                                reject=["u7", "u8"])
+    result = reverse_etl.run(project.root, environ=project.env).syncs[0]
+    assert result.outcome in ("partial", "failed"), result.counts
+    log = rows(project, "SELECT row_key, outcome, reason FROM reverse_etl.sync_changes")
+    acked = {r["row_key"] for r in log if r["outcome"] == "acked"}
+    held = {p["identifiers"]["uuid"] for p in insider_emulator.profiles()}  # type: ignore[index]
+    assert len(log) == 300 and acked == held and len(acked) == result.counts["acked"]
+    refused = {r["row_key"]: r for r in log if r["outcome"] in ("rejected", "failed")}
+    assert {"u7", "u8"} <= set(refused) and all(r["reason"] for r in refused.values())
+    assert len(refused) == result.counts["rejected"] + result.counts["failed"]
