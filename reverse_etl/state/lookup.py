@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -73,7 +74,7 @@ def lookup_key(state: SyncState, ledger: Ledger, key: str, max_attempts: int) ->
                 row = rows[0]
                 row.pop("key", None)
                 row.pop("digest", None)
-                result.in_snapshot, result.snapshot = True, row
+                result.in_snapshot, result.snapshot = True, {k: _decoded(v) for k, v in row.items()}
         if rej is not None and rej.exists():
             rows = _rows(rej, key)
             if rows:
@@ -85,6 +86,16 @@ def lookup_key(state: SyncState, ledger: Ledger, key: str, max_attempts: int) ->
     if result.rejected is not None and result.rejected.get("last_run"):
         result.last_sent_run = records.get(str(result.rejected["last_run"]))
     return result
+
+
+def _decoded(value: Any) -> Any:
+    """A snapshot value as Insider received it (the snapshot keeps each as JSON text)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
 
 
 def _rows(path: Path, key: str) -> list[dict[str, Any]]:
