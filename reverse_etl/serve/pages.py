@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -32,8 +33,17 @@ COUNT_ORDER = ("added", "changed", "removed", "unchanged", "invalid", "to_send",
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters["dash"] = lambda v: "—" if v in (None, "") else v
+    env.filters["dash"] = _show
     return env
+
+
+def _show(value: Any) -> Any:
+    """None as a dash; lists and objects as JSON (what Insider receives), not Python reprs."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, (list, dict)):
+        return orjson.dumps(value, default=str).decode()
+    return value
 
 
 def routes(service: Service) -> list[Route]:

@@ -72,3 +72,15 @@ def served(project: ProjectUnderTest, insider_emulator: Emulator) -> Iterator[Se
     service = make_service(project)
     with running(service) as url:
         yield Served(project, service, url, insider_emulator)
+
+
+@pytest.fixture
+def served_scheduled(project: ProjectUnderTest, insider_emulator: Emulator) -> Iterator[Served]:
+    """Served with its scheduler on, on a clock frozen at the start (so no slot comes due mid-test)."""
+    from datetime import UTC, datetime
+
+    from reverse_etl.serve.clock import ManualClock
+
+    service = make_service(project, ManualClock(datetime.now(UTC)), schedules=True)
+    with running(service) as url:
+        yield Served(project, service, url, insider_emulator)
