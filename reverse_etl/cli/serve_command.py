@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from reverse_etl.cli import _project, _target, handle_errors, main, target_option
+from reverse_etl.redact import redact
 
 
 @main.command()
@@ -39,4 +40,5 @@ def serve(ctx: click.Context, host: str, port: int, token_env: str, dbt_cloud_se
     run_server(ServeOptions(project_dir=_project(ctx), target=_target(ctx), host=host, port=port,
                             token_env=token_env, dbt_cloud_secret_env=dbt_cloud_secret_env,
                             github_secret_env=github_secret_env, dbt_cloud_token_env=dbt_cloud_token_env,
-                            dbt_cloud_url=dbt_cloud_url, traces=traces, schedules=not no_schedules))
+                            dbt_cloud_url=dbt_cloud_url, traces=traces, schedules=not no_schedules),
+               announce=lambda line: click.echo(redact(line), err=True))

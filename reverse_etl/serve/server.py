@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
+import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from reverse_etl.errors import UsageError
@@ -64,8 +65,11 @@ def running(service: Service, host: str = "127.0.0.1", port: int = 0) -> Iterato
         sock.close()
 
 
-def serve(options: ServeOptions) -> None:
-    """Run the server in the foreground until Ctrl-C or SIGTERM."""
+def serve(options: ServeOptions, announce: Callable[[str], None] | None = None) -> None:
+    """Run the server in the foreground until Ctrl-C or SIGTERM (both a normal stop).
+
+    ``announce`` receives one line saying where it listens and what it schedules.
+    """
     import uvicorn
 
     from reverse_etl.serve.app import create_app
@@ -74,8 +78,18 @@ def serve(options: ServeOptions) -> None:
     sock = _bind(options.host, options.port)
     config = uvicorn.Config(create_app(service), log_level="info", lifespan="off")
     service.start()
+    if announce is not None:
+        host, port = sock.getsockname()[:2]
+        scheduled = ", ".join(f"{p.sync} {p.describe()}" for p in service.plans) if options.schedules else "off"
+        announce(f"serving {service.project.config_path} on http://{host}:{port} "
+                 f"(schedules: {scheduled or 'none'})")
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these
+    # handlers that ends here, so a stop by SIGTERM (containers) or Ctrl-C exits 0.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.Server(config).run(sockets=[sock])  # handles SIGINT/SIGTERM: stops accepting, returns
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         service.stop()
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
