@@ -24,6 +24,7 @@ ROW_KINDS = ("added", "changed", "removed", "unchanged", "to_send", "acked", "re
              "invalid", "held_back", "recovered")
 """Ledger counts exported as ``reverse_etl_rows_total{kind=...}`` (``to_send``: operations sent)."""
 
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -47,10 +48,10 @@ class LedgerCollector(Collector):
                                    labels=["sync", "kind"])
         requests = CounterMetricFamily("reverse_etl_requests", "HTTP requests sent to Insider by recorded runs.",
                                        labels=["sync"])
-        retries = CounterMetricFamily("reverse_etl_retries", "Requests retried by recorded runs (when the run recorded it).",
+        retries = CounterMetricFamily("reverse_etl_retries", "Requests retried by recorded runs (429, 5xx, timeouts).",
                                       labels=["sync"])
         waits = CounterMetricFamily("reverse_etl_rate_limit_wait_seconds",
-                                    "Seconds recorded runs waited on rate limits (when the run recorded it).",
+                                    "Seconds recorded runs waited on rate limits (client limiter, Retry-After).",
                                     labels=["sync"])
         last_ok = GaugeMetricFamily("reverse_etl_last_success_timestamp_seconds",
                                     "When the last successful run of a sync finished (Unix time).", labels=["sync"])
@@ -108,9 +109,8 @@ class ServerMetrics:
         self.run_seconds = Histogram("reverse_etl_run_seconds", "Durations of runs made by this server.",
                                      ["sync"], buckets=STAGE_BUCKETS, registry=self.registry)
         self.request_seconds = Histogram(
-            "reverse_etl_request_seconds",
-            "Mean seconds per Insider request of each delivery made by this server (deliver stage / requests).",
-            ["sync"], buckets=STAGE_BUCKETS, registry=self.registry)
+            "reverse_etl_request_seconds", "Latency of each HTTP request to Insider in runs made by this server.",
+            ["sync"], buckets=REQUEST_BUCKETS, registry=self.registry)
         self.triggers = Counter("reverse_etl_serve_triggers", "Run triggers this server accepted, by source.",
                                 ["trigger"], registry=self.registry)
         self.coalesced = Counter("reverse_etl_serve_coalesced_triggers",
@@ -122,15 +122,15 @@ class ServerMetrics:
         self.queue_depth = Gauge("reverse_etl_serve_queue_depth", "Runs waiting to start.", registry=self.registry)
 
     def hook(self, event: RunEvent) -> None:
-        """Run hook: stage and run durations (requests from the run's result)."""
+        """Run hook: stage and run durations, and each request's latency."""
         if isinstance(event, StageFinished):
             self.stage_seconds.labels(event.sync, event.stage).observe(event.seconds)
         elif isinstance(event, RunFinished):
             result = event.result
             self.run_seconds.labels(result.sync).observe(result.seconds.get("total", 0.0))
-            deliver = result.seconds.get("deliver")
-            if result.requests and deliver is not None:
-                self.request_seconds.labels(result.sync).observe(deliver / result.requests)
+            latency = self.request_seconds.labels(result.sync)
+            for seconds in result.request_seconds:
+                latency.observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -77,3 +77,19 @@ def test_lookup_of_an_acknowledged_key_and_a_rejected_one(served: Served) -> Non
     assert not unknown.found and unknown.answer.startswith("not known")
     answer = httpx.get(f"{served.url}/api/syncs/customers/lookup", params={"key": "u1"}, timeout=30).json()
     assert answer["found"] and answer["snapshot"]["attributes.name"] == "Changed"
+
+
+def test_retries_rate_limit_waits_and_request_latency(served: Served) -> None:
+    served.emulator.set_faults(script=[429, 500, "ok"], retry_after=1)
+    done = served.trigger("customers", wait="true").json()
+    assert done["outcome"] == "success"
+    record = served.service.history("customers")[-1]
+    assert record.details["retries"] == 2
+    assert record.details["rate_limit_wait_seconds"] >= 1.0  # Insider's Retry-After: 1
+    samples = _samples(served)
+    assert samples["reverse_etl_retries_total", (("sync", "customers"),)] == 2
+    assert samples["reverse_etl_rate_limit_wait_seconds_total", (("sync", "customers"),)] == \
+        record.details["rate_limit_wait_seconds"]
+    # Three HTTP attempts, each timed; the requests counter counts them all.
+    assert samples["reverse_etl_request_seconds_count", (("sync", "customers"),)] == 3
+    assert samples["reverse_etl_requests_total", (("sync", "customers"),)] == record.details["requests"] == 3
