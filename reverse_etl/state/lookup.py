@@ -65,7 +65,9 @@ class KeyLookup:
 def lookup_key(state: SyncState, ledger: Ledger, key: str, max_attempts: int) -> KeyLookup:
     """Look ``key`` up in the snapshot and the rejected rows of ``state``."""
     result = KeyLookup(sync=state.sync_name, key=key)
-    with tempfile.TemporaryDirectory(prefix="reverse_etl_lookup_") as pinned:
+    # Pin beside the state (same file system): hard links, not a copy of a big snapshot.
+    beside = state.dir.parent if state.remote is None and state.dir.parent.is_dir() else None
+    with tempfile.TemporaryDirectory(prefix=".lookup-", dir=beside) as pinned:
         meta = state.pin(Path(pinned))
         snap, rej = state.snapshot_path(), state.rejected_path()
         if snap is not None and snap.exists():
