@@ -46,8 +46,12 @@ class DbtCloudEvent:
 
 
 def fetch_run_results(base_url: str, token: str, event: DbtCloudEvent, into: Path,
-                      timeout: float = 30.0) -> tuple[Path | None, str | None]:
-    """Download the run's ``run_results.json`` into ``into``: (path, None) or (None, why not)."""
+                      timeout: float = 8.0) -> tuple[Path | None, str | None]:
+    """Download the run's ``run_results.json`` into ``into``: (path, None) or (None, why not).
+
+    The timeout stays under dbt Cloud's 10 s webhook timeout (it retries a webhook that
+    timed out; a retry would coalesce with the run queued by the first anyway).
+    """
     url = (f"{base_url.rstrip('/')}/api/v2/accounts/{event.account_id}/runs/{event.run_id}"
            "/artifacts/run_results.json")
     try:

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from conftest import DBT_SECRET, make_service
 from project_factory import ProjectUnderTest
+from serve_factory import DBT_SECRET, make_service
 
 from reverse_etl.insider.emulator import Emulator
 from reverse_etl.serve.server import running
@@ -37,8 +37,8 @@ def _with_dbt(project: ProjectUnderTest) -> None:
                 "nodes": {f"model.shop.{n}": _node(n) for n in ("customers", "customer_cities")},
                 "sources": {}, "macros": {}, "disabled": {}, "parent_map": {}, "child_map": {}}
     # The syncs' models become dbt's: tables in the warehouse, named by the manifest.
-    from conftest import CITIES_SQL
     from project_factory import CUSTOMERS_SQL
+    from serve_factory import CITIES_SQL
 
     project.sql(f"CREATE TABLE customers AS {CUSTOMERS_SQL}")
     project.sql(f"CREATE TABLE customer_cities AS {CITIES_SQL}")

@@ -7,7 +7,7 @@ import hmac
 
 import httpx
 import orjson
-from conftest import DBT_SECRET, GITHUB_SECRET, Served
+from serve_factory import DBT_SECRET, GITHUB_SECRET, Served
 
 
 def _ledger(served: Served) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import httpx
-from conftest import Served
 from prometheus_client.parser import text_string_to_metric_families
+from serve_factory import Served
 
 import reverse_etl
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import make_service, two_sync_project
 from project_factory import ProjectUnderTest
+from serve_factory import make_service, two_sync_project
 
 import reverse_etl
 from reverse_etl.errors import ConfigError
