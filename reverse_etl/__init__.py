@@ -10,7 +10,7 @@ The Python API mirrors the command line::
 
 from __future__ import annotations
 
-from reverse_etl.api import history, load_project, plan, rejected_rows, reset, run, validate
+from reverse_etl.api import history, load_project, lookup, plan, rejected_rows, reset, run, validate
 from reverse_etl.errors import (
     AuthenticationError,
     ConfigError,
@@ -42,6 +42,7 @@ __all__ = [
     "UsageError",
     "history",
     "load_project",
+    "lookup",
     "plan",
     "pull",
     "rejected_rows",

@@ -21,10 +21,11 @@ from reverse_etl.insider.config import find_sync
 from reverse_etl.run.events import Hook, Hooks, progress_hook
 from reverse_etl.run.results import RunResult
 from reverse_etl.state import RunRecord
+from reverse_etl.state.lookup import KeyLookup
 from reverse_etl.state.stores import open_ledger, open_sync_state
 from reverse_etl.warehouses import open_source
 
-__all__ = ["history", "load_project", "plan", "rejected_rows", "reset", "run", "validate"]
+__all__ = ["history", "load_project", "lookup", "plan", "rejected_rows", "reset", "run", "validate"]
 
 ProgressCallback = Callable[[str, int, int], None]
 """progress(stage description, rows done, rows total)"""
@@ -129,3 +130,18 @@ def reset(project_dir: str | Path, sync: str, *, environ: Mapping[str, str] | No
     state = open_sync_state(project.state_dir, project.config.state, sync)
     with state.lock():
         return state.reset(forget_everything=forget_everything)
+
+
+def lookup(project_dir: str | Path, sync: str, key: str, *, target: str | None = None,
+           environ: Mapping[str, str] | None = None) -> KeyLookup:
+    """What the state holds for one key of ``sync``: the values Insider acknowledged
+    (and the run that committed them), and, for a row held back, Insider's (or the
+    validator's) reason, attempts and the run that last sent it.
+    """
+    from reverse_etl.state.lookup import lookup_key
+
+    project = load_project(project_dir, environ, target)
+    config = find_sync(project, sync)
+    state = open_sync_state(project.state_dir, project.config.state, sync)
+    return lookup_key(state, open_ledger(project.state_dir, project.config.state), key,
+                      config.max_attempts)

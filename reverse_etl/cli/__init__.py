@@ -438,4 +438,5 @@ def _print_run(result: RunResult) -> None:
             _echo(f"  note: {note}")
 
 
-from reverse_etl.cli import state_commands  # noqa: E402, F401  (registers `reverse-etl state`)
+# Registers `reverse-etl serve` and `reverse-etl state`.
+from reverse_etl.cli import serve_command, state_commands  # noqa: E402, F401

@@ -30,6 +30,7 @@ from reverse_etl.project.config import (
     ProjectConfigBase,
     Strict,
 )
+from reverse_etl.project.schedule import Schedule, TagSchedule
 
 
 # ------------------------------------------------------------------- destination
@@ -179,6 +180,8 @@ class SyncConfig(Strict):
     on_removed: Literal["ignore", "clear_attributes", "delete_user"] = "ignore"
     max_attempts: int = Field(default=5, ge=1, description="deliveries tried per rejected row")
     tags: list[str] = []
+    schedule: Schedule | None = None
+    """When ``reverse-etl serve`` runs this sync (cron + time zone; a bare string is UTC)."""
     options: SyncOptions = Field(default_factory=SyncOptions)
     audiences: list[AudienceConfig] = []
     """Computed audiences of a user_attributes upsert sync (membership flips; see config.audiences)."""
@@ -258,6 +261,8 @@ class ProjectConfig(ProjectConfigBase):
     syncs: list[SyncConfig]
     exports: ExportList = []
     """Raw data exports pulled back from Insider (``reverse-etl pull NAME``)."""
+    schedules: list[TagSchedule] = []
+    """Schedules of selected syncs (``select: tag:daily``) for ``reverse-etl serve``."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProjectConfig:

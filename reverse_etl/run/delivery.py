@@ -34,6 +34,10 @@ class DeliveryOutcome:
     notes: Counter[str] = field(default_factory=Counter)
     """Notes on acknowledged rows, with how many rows carry each."""
     requests: int = 0
+    retries: int = 0
+    rate_limit_wait_seconds: float = 0.0
+    request_seconds: list[float] = field(default_factory=list)
+    """Latency of each HTTP attempt, when the sender measures it."""
     error: str | None = None
     """Why delivery stopped early (credentials refused, halted), if it did."""
     error_kind: str = "delivery"
@@ -83,6 +87,10 @@ def deliver_changes(con: duckdb.DuckDBPyConnection, sync_name: str,
             stats = sender.deliver(lane, _chunks(con, f"op IN ({op_group}) AND payload IS NOT NULL"),
                                    on_result=on_result, progress=on_progress)
             outcome.requests += stats.requests
+            # Optional on a sender (not every destination measures them).
+            outcome.retries += int(getattr(stats, "retries", 0))
+            outcome.rate_limit_wait_seconds += float(getattr(stats, "rate_limit_wait_seconds", 0.0))
+            outcome.request_seconds.extend(getattr(stats, "request_seconds", ()))
             if stats.halted:
                 outcome.error = (f"sync {sync_name!r} halted at the first row the destination rejected: "
                                  f"{stats.halt_reason or 'see reverse-etl rejected'}")

@@ -115,7 +115,8 @@ class RunOwner:
             run_id=result.run_id, sync=result.sync, started_at=started_at, finished_at=utc_now(),
             seconds=result.seconds.get("total", 0.0), outcome=result.outcome, counts=dict(result.counts),
             full_resend_reason=result.full_resend_reason, error=result.message, failure=result.failure,
-            details={"requests": result.requests, "seconds": result.seconds, "notes": result.notes})
+            details={"requests": result.requests, "seconds": result.seconds, "notes": result.notes,
+                     "retries": result.retries, "rate_limit_wait_seconds": result.rate_limit_wait_seconds})
         try:
             self.ledger.append(record)
         except OSError as exc:  # the run's outcome stands; say why it is not in the ledger

@@ -31,6 +31,12 @@ class SyncResult:
     message: str | None = None
     """why it failed, was partial or was skipped (one line)"""
     requests: int = 0
+    retries: int = 0
+    """Requests retried (429, 5xx, timeouts)."""
+    rate_limit_wait_seconds: float = 0.0
+    """Seconds spent waiting on rate limits (the client's and Insider's Retry-After)."""
+    request_seconds: list[float] = field(default_factory=list, repr=False)
+    """Latency of each HTTP attempt (for metrics hooks; left out of :meth:`to_dict`)."""
     failure: str | None = None
     """What kind of failure ended it (a key of :data:`EXIT_CODES`), None when it did not fail."""
     notes: list[str] = field(default_factory=list)
@@ -52,7 +58,9 @@ class SyncResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return asdict(self)
+        out = asdict(self)
+        del out["request_seconds"]
+        return out
 
 
 @dataclass

@@ -157,6 +157,9 @@ class SyncRunner:
                                    lambda: self.state.journal(result.run_id), progress)
         self._stage(result, "deliver", t0)
         result.requests = delivery.requests
+        result.retries = delivery.retries
+        result.rate_limit_wait_seconds = round(delivery.rate_limit_wait_seconds, 3)
+        result.request_seconds = delivery.request_seconds
         result.counts["acked"] = delivery.acked_count
         result.counts["rejected"] = len(delivery.rejected)
         result.counts["failed"] = len(delivery.failed)

@@ -29,9 +29,10 @@ LAYERS: dict[str, int] = {
     "writeback": 5,
     "context": 6,
     "api": 7,
-    "cli": 8,
-    "__init__": 9,
-    "__main__": 9,
+    "serve": 8,
+    "cli": 9,
+    "__init__": 10,
+    "__main__": 10,
 }
 """Lowest first. Packages on one layer do not import each other."""
 

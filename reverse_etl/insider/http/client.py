@@ -389,12 +389,17 @@ class _Run:
 
     async def _attempt(self, lane: httpx.AsyncClient, body: bytes, n_users: int) -> Verdict:
         """One HTTP attempt: wait for the rate limiter, send, judge the answer."""
+        waiting = time.perf_counter()
         await self._limiter.acquire()
+        sent = time.perf_counter()
+        self.stats.rate_limit_wait_seconds += sent - waiting
         self.stats.requests += 1
         self.stats.bytes_sent += len(body)
         try:
             response = await lane.request(self.endpoint.method, self.endpoint.path, content=body)
+            self.stats.request_seconds.append(time.perf_counter() - sent)
         except httpx.TimeoutException as error:
+            self.stats.request_seconds.append(time.perf_counter() - sent)
             self.stats.count_status(0)
             # A connect or pool timeout: nothing left. A read/write timeout: maybe applied.
             kind = RetryableError if isinstance(error, _NOT_SENT) else AmbiguousError
@@ -433,6 +438,8 @@ class _Run:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
         sleep = state.next_action.sleep if state.next_action is not None else 0.0
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            self.stats.rate_limit_wait_seconds += sleep  # Insider said when to come back (429)
         log.info(
             "retrying %s in %.2fs (attempt %d): %s",
             self.endpoint.path,

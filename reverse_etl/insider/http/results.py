@@ -48,6 +48,10 @@ class DeliveryStats:
     bytes_sent: int = 0
     seconds: float = 0.0
     status_counts: dict[int, int] = field(default_factory=dict)
+    rate_limit_wait_seconds: float = 0.0
+    """Time spent waiting on the client's rate limiter and on Insider's Retry-After answers."""
+    request_seconds: list[float] = field(default_factory=list)
+    """Latency of each HTTP attempt that got an answer or timed out (for /metrics)."""
     halted: bool = False
     halt_reason: str | None = None
 
