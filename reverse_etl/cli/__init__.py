@@ -438,4 +438,5 @@ def _print_run(result: RunResult) -> None:
             _echo(f"  note: {note}")
 
 
+from reverse_etl.cli import audit as audit_command  # noqa: E402, F401  (registers `reverse-etl audit`)
 from reverse_etl.cli import state_commands  # noqa: E402, F401  (registers `reverse-etl state`)

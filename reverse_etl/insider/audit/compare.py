@@ -128,7 +128,7 @@ def create_drift(con: duckdb.DuckDBPyConnection, key: Field, fields: Sequence[Co
         return f"nullif({value}, 'b:false')" if c.audience else value
 
     compared = [c for c in fields if c.field.name != key.name]
-    parts = [f"""SELECT p.key, 'missing' AS kind, NULL::VARCHAR AS field, NULL::VARCHAR AS model_value,
+    parts = ["""SELECT p.key, 'missing' AS kind, NULL::VARCHAR AS field, NULL::VARCHAR AS model_value,
                         NULL::VARCHAR AS insider_value
                  FROM audit_population p LEFT JOIN insider_side i ON i.kv = p.kv
                  WHERE p.expected = 'present' AND i.found IS NOT TRUE"""]

@@ -27,7 +27,15 @@ from reverse_etl.run.outcome import new_run_id
 from reverse_etl.run.results import SyncResult
 from reverse_etl.run.runner import SyncRunner
 
-from .compare import Compared, compared_fields, create_drift, create_population, drift_counts, drift_examples, install_macros
+from .compare import (
+    Compared,
+    compared_fields,
+    create_drift,
+    create_population,
+    drift_counts,
+    drift_examples,
+    install_macros,
+)
 from .export import export_config, load_export, request_export
 from .profiles import read_profiles
 from .repair import Rebase, write_observed
@@ -48,7 +56,7 @@ def _fields(sync: SyncConfig, mode: object) -> tuple[Compared, list[Compared], l
         raise ConfigError(f"sync {sync.name!r}: audit compares boolean audiences only; "
                           f"audience_delivery {sync.audience_delivery!r} is not audited yet")
     fields = compared_fields(mode.ids, mode.attrs, audiences)
-    key = next(c for c in fields if c.field.name == mode.key_field.name)
+    key = next(c for c in fields if c.field == mode.ids[0])  # the mode keys users by its first identifier
     return key, fields, [a.name for a in audiences]
 
 
