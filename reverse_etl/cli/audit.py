@@ -74,6 +74,9 @@ def _print(result: AuditResult) -> None:
     else:
         _echo(f"  cost: {cost.get('raw_exports', 0)} raw export (the UTC day's one), "
               f"{cost.get('export_profiles', 0)} profile(s), {cost.get('export_bytes', 0)} bytes")
+    if result.not_in_model:
+        _echo(f"  {result.not_in_model} profile(s) of the segment are not in the model (not drift: "
+              "other sources create users too)")
     if result.not_compared:
         _echo(f"  not compared by this method: {', '.join(result.not_compared)}")
     for note in result.notes:

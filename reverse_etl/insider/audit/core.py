@@ -99,6 +99,9 @@ def audit_sync(project: InsiderProject, sync: SyncConfig, runner: SyncRunner, *,
                 _read_sample(con, project, key, used, result)
             result.found = _scalar(con, "SELECT count(*) FROM audit_population p JOIN insider_side i "
                                         "ON i.kv = p.kv WHERE i.found")
+            if full:  # profiles of the segment the model does not have: reported, not drift
+                result.not_in_model = _scalar(con, "SELECT count(*) FROM insider_side i WHERE NOT EXISTS "
+                                                   "(SELECT 1 FROM audit_population p WHERE p.kv = i.kv)")
             create_drift(con, key.field, used, sync.on_removed)
             result.counts, result.fields, result.drifted_users = drift_counts(con)
             result.examples = drift_examples(con, examples)

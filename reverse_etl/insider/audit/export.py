@@ -75,8 +75,9 @@ def load_export(con: duckdb.DuckDBPyConnection, project: InsiderProject, export:
         path = Path(tmp) / f"{export.name}.jsonl"
         size = download_file(url, path, export=export.name,
                              timeout=project.config.destination.timeout_seconds)
-        columns = ", ".join(f"CAST(json -> {literal(c.export_column)} AS VARCHAR) AS {ident(c.field.name)}"
-                            for c in fields)
+        # A JSON null is an absent value (SQL NULL), as in a profile read.
+        columns = ", ".join(f"nullif(CAST(json -> {literal(c.export_column)} AS VARCHAR), 'null') "
+                            f"AS {ident(c.field.name)}" for c in fields)
         # Event rows (e_event_name set) carry identifiers only: one row per profile is a user row.
         con.execute(f"""
             CREATE OR REPLACE TABLE insider_side AS

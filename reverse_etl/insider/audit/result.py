@@ -25,6 +25,10 @@ class AuditResult:
     found: int = 0
     """Of those, how many Insider holds."""
     drifted_users: int = 0
+    not_in_model: int = 0
+    """Full audit: profiles of the exported segment whose key the model does not have. Not
+    drift: the snapshot forgets a removed key once its ``on_removed`` is acknowledged, so a
+    user another source created cannot be told from one the sync removed."""
     counts: dict[str, int] = field(default_factory=dict)
     """Users per drift kind: missing, removed_present, identifier, attribute."""
     fields: dict[str, int] = field(default_factory=dict)
