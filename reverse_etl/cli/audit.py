@@ -17,6 +17,7 @@ from reverse_etl.cli import (
     project_option,
     target_option,
 )
+from reverse_etl.errors import UsageError
 from reverse_etl.insider.audit import AuditResult
 
 _KINDS = {"missing": "missing at Insider", "removed_present": "present at Insider though the model removed them",
@@ -52,7 +53,7 @@ def audit(ctx: click.Context, sync: str, sample: int | None, full: bool, segment
     run (in `reverse-etl history`) for exactly the drifted users.
     """
     if (sample is not None) == (full or from_url is not None or segment_id is not None):
-        raise click.UsageError("choose one: --sample N, or --full --segment ID (or --from-url LINK)")
+        raise UsageError("choose one: --sample N, or --full --segment ID (or --from-url LINK)")
     result = api.audit(_project(ctx), sync, sample=sample, segment_id=segment_id, from_url=from_url,
                        force=force, repair=repair, examples=examples, target=_target(ctx))
     if as_json:
