@@ -23,6 +23,8 @@ from reverse_etl.diff.workspace import engine_connection
 from reverse_etl.errors import ConfigError, UsageError
 from reverse_etl.insider.config import InsiderProject, SyncConfig
 from reverse_etl.insider.modes.attributes import UpsertAttributes
+from reverse_etl.insider.modes.ecommerce import EcommerceEvents
+from reverse_etl.insider.modes.events import UserEvents
 from reverse_etl.run.outcome import new_run_id
 from reverse_etl.run.results import SyncResult
 from reverse_etl.run.runner import SyncRunner
@@ -36,6 +38,7 @@ from .compare import (
     drift_examples,
     install_macros,
 )
+from .events import audit_events, write_observed_events
 from .export import export_config, load_export, request_export
 from .profiles import read_profiles
 from .repair import Rebase, write_observed
@@ -45,12 +48,17 @@ Deliver = Callable[[Rebase, bool], SyncResult]
 """deliver(rebase, repair): a run (``repair``) or a plan of the sync with that rebase."""
 
 
+def _events_mode(mode: object) -> UserEvents | None:
+    # The ecommerce preset reshapes rows (one event per product): not audited yet.
+    return mode if isinstance(mode, UserEvents) and not isinstance(mode, EcommerceEvents) else None
+
+
 def _fields(sync: SyncConfig, mode: object) -> tuple[Compared, list[Compared], list[str]]:
     """(key, compared fields, boolean audience field names) of an auditable sync."""
     if not isinstance(mode, UpsertAttributes):
-        raise ConfigError(f"sync {sync.name!r}: audit compares user attributes; mode {sync.mode!r} "
-                          f"with operation {sync.operation!r} has nothing Insider keeps to compare "
-                          "(audit a user_attributes upsert or replace_attributes sync)")
+        raise ConfigError(f"sync {sync.name!r}: audit compares user attributes and events; mode {sync.mode!r} "
+                          f"with operation {sync.operation!r} is not audited (audit a user_attributes upsert or "
+                          "replace_attributes sync, or a user_events sync)")
     audiences = list(getattr(mode, "audiences", []))
     if audiences and sync.audience_delivery != "boolean":
         raise ConfigError(f"sync {sync.name!r}: audit compares boolean audiences only; "
@@ -69,7 +77,8 @@ def audit_sync(project: InsiderProject, sync: SyncConfig, runner: SyncRunner, *,
     With drift and ``deliver``, the repair is planned (``repair`` False) or run.
     """
     started = time.perf_counter()
-    key, fields, audiences = _fields(sync, runner.mode)
+    events_mode = _events_mode(runner.mode)
+    key, fields, audiences = _fields(sync, runner.mode) if events_mode is None else (None, [], [])
     full = sample is None
     if full and segment_id is None and from_url is None:
         raise UsageError("a full audit reads Insider's raw export of a segment: give --segment ID "
@@ -85,29 +94,20 @@ def audit_sync(project: InsiderProject, sync: SyncConfig, runner: SyncRunner, *,
             encoded = SyncResult(sync=sync.name, run_id=new_run_id(), outcome="planned")
             runner.encode_all(con, encoded)
             install_macros(con)
-            create_population(con, key.field, fields, sync.on_removed in ("delete_user", "clear_attributes"),
-                              sample)
             result.invalid_rows = int(encoded.counts.get("invalid", 0))
-            result.model_rows = _scalar(con, "SELECT count(*) FROM cur WHERE reason IS NULL")
-            result.checked = _scalar(con, "SELECT count(*) FROM audit_population")
-            if full:
-                used = fields
-                _read_export(con, project, sync, key, fields, segment_id, from_url, force, clock, result)
-            else:
-                used = [c for c in fields if c.read_name is not None or c is key]
-                result.not_compared = [c.field.label for c in fields if c not in used]
-                _read_sample(con, project, key, used, result)
-            result.found = _scalar(con, "SELECT count(*) FROM audit_population p JOIN insider_side i "
-                                        "ON i.kv = p.kv WHERE i.found")
-            if full:  # profiles of the segment the model does not have: reported, not drift
-                result.not_in_model = _scalar(con, "SELECT count(*) FROM insider_side i WHERE NOT EXISTS "
-                                                   "(SELECT 1 FROM audit_population p WHERE p.kv = i.kv)")
-            create_drift(con, key.field, used, sync.on_removed)
-            result.counts, result.fields, result.drifted_users = drift_counts(con)
-            result.examples = drift_examples(con, examples)
             observed = Path(spill.name) / "observed.parquet"
-            if result.drifted and deliver is not None:
-                write_observed(con, runner.tracked, audiences, observed)
+            if events_mode is not None:
+                audit_events(con, project, sync, events_mode, sample=sample, segment_id=segment_id,
+                             from_url=from_url, force=force, clock=clock, tmp=Path(spill.name), result=result)
+                _summarise(con, result, examples)
+                if result.drifted and deliver is not None:
+                    write_observed_events(con, events_mode, observed)
+            else:
+                assert key is not None
+                _audit_attributes(con, project, sync, runner, key, fields, audiences, sample=sample,
+                                  segment_id=segment_id, from_url=from_url, force=force, clock=clock,
+                                  examples=examples, observed=observed if deliver is not None else None,
+                                  result=result)
         finally:
             con.close()
         if result.drifted and deliver is not None:
@@ -117,6 +117,40 @@ def audit_sync(project: InsiderProject, sync: SyncConfig, runner: SyncRunner, *,
         spill.cleanup()
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _summarise(con: duckdb.DuckDBPyConnection, result: AuditResult, examples: int) -> None:
+    result.counts, result.fields, result.drifted_users = drift_counts(con)
+    result.examples = drift_examples(con, examples)
+
+
+def _audit_attributes(con: duckdb.DuckDBPyConnection, project: InsiderProject, sync: SyncConfig,
+                      runner: SyncRunner, key: Compared, fields: list[Compared], audiences: list[str], *,
+                      sample: int | None, segment_id: int | None, from_url: str | None, force: bool,
+                      clock: Callable[[], datetime] | None, examples: int, observed: Path | None,
+                      result: AuditResult) -> None:
+    """A user_attributes sync's audit into ``result`` (and the observed rows of a repair)."""
+    full = sample is None
+    create_population(con, key.field, fields, sync.on_removed in ("delete_user", "clear_attributes"),
+                      sample)
+    result.model_rows = _scalar(con, "SELECT count(*) FROM cur WHERE reason IS NULL")
+    result.checked = _scalar(con, "SELECT count(*) FROM audit_population")
+    if full:
+        used = fields
+        _read_export(con, project, sync, key, fields, segment_id, from_url, force, clock, result)
+    else:
+        used = [c for c in fields if c.read_name is not None or c is key]
+        result.not_compared = [c.field.label for c in fields if c not in used]
+        _read_sample(con, project, key, used, result)
+    result.found = _scalar(con, "SELECT count(*) FROM audit_population p JOIN insider_side i "
+                                "ON i.kv = p.kv WHERE i.found")
+    if full:  # profiles of the segment the model does not have: reported, not drift
+        result.not_in_model = _scalar(con, "SELECT count(*) FROM insider_side i WHERE NOT EXISTS "
+                                           "(SELECT 1 FROM audit_population p WHERE p.kv = i.kv)")
+    create_drift(con, key.field, used, sync.on_removed)
+    _summarise(con, result, examples)
+    if result.drifted and observed is not None:
+        write_observed(con, runner.tracked, audiences, observed)
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:

@@ -48,28 +48,47 @@ def read_body(key: Compared, kv: str, fields: Sequence[Compared]) -> dict[str, A
 
 def read_profiles(config: InsiderDestinationConfig, key: Compared, kvs: Sequence[str],
                   fields: Sequence[Compared], *, wait_base: float = 0.5) -> tuple[list[dict[str, Any]], ProfileReads]:
-    """Read each user back: one row per ``kv`` (``kv``, ``found``, field name → JSON text)."""
-    return asyncio.run(_read_all(config, key, kvs, fields, wait_base))
+    """Read each user's attributes back: one row per ``kv`` (``kv``, ``found``, field name → JSON text)."""
+    answers, stats = read_answers(config, [(kv, read_body(key, kv, fields), 1.0) for kv in kvs],
+                                  wait_base=wait_base)
+    rows: list[dict[str, Any]] = []
+    for kv, answer in answers:
+        row: dict[str, Any] = {"kv": kv, "found": answer is not None}
+        held = (answer or {}).get("attributes") or {}
+        for c in fields:
+            if c.read_name is None:
+                continue
+            # The key is what the user was looked up by (a read answers attributes).
+            value = (kv if c is key else held.get(c.read_name)) if answer is not None else None
+            row[c.field.name] = None if value is None else orjson.dumps(value).decode()
+        rows.append(row)
+    return rows, stats
 
 
-async def _read_all(config: InsiderDestinationConfig, key: Compared, kvs: Sequence[str],
-                    fields: Sequence[Compared], wait_base: float) -> tuple[list[dict[str, Any]], ProfileReads]:
+def read_answers(config: InsiderDestinationConfig, bodies: Sequence[tuple[str, dict[str, Any], float]], *,
+                 wait_base: float = 0.5) -> tuple[list[tuple[str, dict[str, Any] | None]], ProfileReads]:
+    """Send each (kv, profile-read body, quota cost): (kv, answer or None for no such user) each."""
+    return asyncio.run(_read_all(config, bodies, wait_base))
+
+
+async def _read_all(config: InsiderDestinationConfig, bodies: Sequence[tuple[str, dict[str, Any], float]],
+                    wait_base: float) -> tuple[list[tuple[str, dict[str, Any] | None]], ProfileReads]:
     stats = ProfileReads()
     started = time.perf_counter()
     limiter = limiter_for(config.rate_limits.profile_read_per_minute)
     endpoint = Endpoint.PROFILE_READ
     headers = {"X-PARTNER-NAME": config.partner, "X-REQUEST-TOKEN": config.api_key.get_secret_value(),
                "Content-Type": "application/json", "User-Agent": USER_AGENT}
-    rows: list[dict[str, Any]] = []
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for kv in kvs:
-        queue.put_nowait(kv)
+    rows: list[tuple[str, dict[str, Any] | None]] = []
+    queue: asyncio.Queue[tuple[str, dict[str, Any], float]] = asyncio.Queue()
+    for item in bodies:
+        queue.put_nowait(item)
 
-    async def read_one(client: httpx.AsyncClient, kv: str) -> dict[str, Any] | None:
-        payload = orjson.dumps(read_body(key, kv, fields))
+    async def read_one(client: httpx.AsyncClient, kv: str, body: dict[str, Any], cost: float) -> dict[str, Any] | None:
+        payload = orjson.dumps(body)
 
         async def attempt() -> dict[str, Any] | None:
-            await limiter.acquire()
+            await limiter.acquire(min(cost, limiter.max_rate))
             try:
                 response = await client.request(endpoint.method, endpoint.path, content=payload)
             except httpx.TransportError as error:
@@ -97,26 +116,17 @@ async def _read_all(config: InsiderDestinationConfig, key: Compared, kvs: Sequen
             raise DeliveryError(f"profile read for {kv!r} failed after {config.max_retries} retries: "
                                 f"{error}") from None
         stats.reads += 1
-        stats.quota_units += 1.0
+        stats.quota_units += cost
         return answer
 
     async def lane() -> None:
         async with httpx.AsyncClient(base_url=config.api_base_url, headers=headers,
                                      timeout=httpx.Timeout(config.timeout_seconds)) as client:
             while not queue.empty():
-                kv = queue.get_nowait()
-                answer = await read_one(client, kv)
-                row: dict[str, Any] = {"kv": kv, "found": answer is not None}
-                held = (answer or {}).get("attributes") or {}
-                for c in fields:
-                    if c.read_name is None:
-                        continue
-                    # The key is what the user was looked up by (a read answers attributes).
-                    value = (kv if c is key else held.get(c.read_name)) if answer is not None else None
-                    row[c.field.name] = None if value is None else orjson.dumps(value).decode()
-                rows.append(row)
+                kv, body, cost = queue.get_nowait()
+                rows.append((kv, await read_one(client, kv, body, cost)))
 
-    lanes = max(1, min(config.concurrency, len(kvs)))
+    lanes = max(1, min(config.concurrency, len(bodies)))
     try:
         async with asyncio.TaskGroup() as tasks:
             for _ in range(lanes):
