@@ -119,7 +119,7 @@ class SyncRunner:
         left the model) and ``present`` every model key. An audit compares ``cur``
         with what Insider holds; the encoding is exactly a run's.
         """
-        self._load_and_diff(con, result, full_refresh=True, fold_pending=True)
+        self._load_and_diff(con, result, full_refresh=True, fold_pending=True, encode_only=True)
 
     def run(self, result: SyncResult, *, full_refresh: bool = False) -> None:
         """Run the sync into ``result``: send what changed, commit what was acknowledged.
@@ -248,7 +248,7 @@ class SyncRunner:
         result.outcome = "success" if guards.fail_on == "never" else "partial"
 
     def _load_and_diff(self, con: duckdb.DuckDBPyConnection, result: SyncResult, *,
-                       full_refresh: bool, fold_pending: bool) -> None:
+                       full_refresh: bool, fold_pending: bool, encode_only: bool = False) -> None:
         t0 = time.perf_counter()
         types = load_model(con, self.source, self.model, self.sync.name)
         self._stage(result, "source", t0)
@@ -301,6 +301,9 @@ class SyncRunner:
 
         diff.create_current(con, list(encoded.values()), mode.key_label,
                             mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery)
+        if encode_only:  # an audit needs the encoded rows, not the operations
+            result.counts["invalid"] = scalar(con, "SELECT count(*) FROM cur WHERE reason IS NOT NULL")
+            return
         diff.create_delta(con, self.tracked)
         mode.build_changes(con)
         if "digest" not in {c for c, *_ in con.execute("DESCRIBE changes").fetchall()}:

@@ -90,3 +90,10 @@ def test_drift_api_answers(insider_emulator: Emulator) -> None:
     assert merged["identifiers"]["email"] == "b@x.io" and merged["attributes"]["city"] == "C"
     assert merged["attributes"]["name"] == "A" and emu.profile(insider_id="p2") is None
     assert reverse_etl.AuditResult  # the API exports the result type
+
+
+def test_invalid_model_rows_are_never_audited(tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = synced(tmp_path, insider_emulator, rows=5)
+    project.sql("INSERT INTO raw_customers VALUES (NULL, 'nokey@example.com', 'N', 'C', 1.0, ['t'])")
+    result = audit(project, "sample")
+    assert (result.invalid_rows, result.model_rows, result.checked, result.drifted_users) == (1, 5, 5, 0)
