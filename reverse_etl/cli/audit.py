@@ -21,7 +21,8 @@ from reverse_etl.errors import UsageError
 from reverse_etl.insider.audit import AuditResult
 
 _KINDS = {"missing": "missing at Insider", "removed_present": "present at Insider though the model removed them",
-          "identifier": "with identifiers that differ", "attribute": "with attributes that differ"}
+          "identifier": "with identifiers that differ", "attribute": "with attributes that differ",
+          "event": "event(s) Insider no longer holds"}
 
 
 @main.command("audit")
@@ -88,7 +89,7 @@ def _print(result: AuditResult) -> None:
     _echo(f"{result.sync}: drifted: {result.drifted_users} user(s)")
     for kind, label in _KINDS.items():
         if result.counts.get(kind):
-            _echo(f"  {result.counts[kind]} user(s) {label}")
+            _echo(f"  {result.counts[kind]} {'' if kind == 'event' else 'user(s) '}{label}")
             for ex in result.examples.get(kind, []):
                 detail = f" {ex['field']}: model {ex['model']}, Insider {ex['insider']}" if ex["field"] else ""
                 _echo(f"    {ex['key']}{detail}")

@@ -44,7 +44,7 @@ def test_each_injected_drift_is_reported_exactly(tmp_path: Path, insider_emulato
         ("identifier", "u7", "identifiers.email"),
         ("missing", "u8", None),
     }
-    assert result.counts == {"missing": 2, "removed_present": 0, "identifier": 2, "attribute": 3}
+    assert result.counts == {"missing": 2, "removed_present": 0, "identifier": 2, "attribute": 3, "event": 0}
     assert (result.drifted_users, result.exit_code) == (6, 3)
     by_key = {(ex["key"], ex["field"]): ex for exs in result.examples.values() for ex in exs}
     assert (by_key["u3", "attributes.city"]["model"], by_key["u3", "attributes.city"]["insider"]) == (

@@ -8,9 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 from audit_helpers import drift, found, next_export_day
+from click.testing import CliRunner
 from project_factory import ProjectUnderTest, make_project
 
 import reverse_etl
+from reverse_etl.cli import main
 from reverse_etl.insider.audit import AuditResult
 from reverse_etl.insider.emulator import Emulator
 
@@ -63,6 +65,12 @@ def test_missing_events_are_found_and_resent(tmp_path: Path, insider_emulator: E
     assert {key for kind, key, _ in found(result)} == expected_missing
     assert {kind for kind, _, _ in found(result)} == {"event"}
     assert result.exit_code == 3 and result.counts["event"] == len(expected_missing)
+    assert result.drifted_users == 2  # u2 and u3
+    if method == "sample":
+        cli = CliRunner().invoke(main, ["-p", str(project.root), "audit", "events", "--sample", "100"],
+                                 env=project.env)
+        assert cli.exit_code == 3 and f"{len(expected_missing)} event(s) Insider no longer holds" in cli.stdout
+        assert result.cost["quota_units"] == 10 * 2.0  # a read with 2 event names costs 1 + 0.5 * 2
     if method == "full":
         next_export_day(emu)
     before = len(emu.requests())

@@ -31,7 +31,8 @@ import duckdb
 from reverse_etl.diff.sqltext import ident, literal
 from reverse_etl.insider.fields import Field
 
-DRIFT_KINDS = ("missing", "removed_present", "identifier", "attribute")
+DRIFT_KINDS = ("missing", "removed_present", "identifier", "attribute", "event")
+"""``event``: an events sync's event Insider no longer holds (see :mod:`.events`); counted per event."""
 
 MACROS = r"""
 CREATE OR REPLACE MACRO audit_scalar(j) AS CASE

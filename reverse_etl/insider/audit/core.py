@@ -100,6 +100,8 @@ def audit_sync(project: InsiderProject, sync: SyncConfig, runner: SyncRunner, *,
                 audit_events(con, project, sync, events_mode, sample=sample, segment_id=segment_id,
                              from_url=from_url, force=force, clock=clock, tmp=Path(spill.name), result=result)
                 _summarise(con, result, examples)
+                result.drifted_users = _scalar(con, "SELECT count(DISTINCT e.kv) FROM audit_events e "
+                                                    "JOIN audit_drift d ON d.key = e.key")
                 if result.drifted and deliver is not None:
                     write_observed_events(con, events_mode, observed)
             else:
