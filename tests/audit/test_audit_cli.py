@@ -47,6 +47,8 @@ def test_usage_errors_are_one_line(tmp_path: Path, insider_emulator: Emulator) -
         assert code == 1 and len([line for line in err.splitlines() if line.startswith("error:")]) == 1, args
     code, _, err = cli(project.root, project.env, "--full")
     assert code == 1 and "--segment ID" in err and "Traceback" not in err
+    code, _, err = cli(project.root, project.env, "--full", "--segment", "999", "--force")
+    assert code == 4 and "segment_id 999 is not a dynamic segment" in err and "check --segment" in err
 
 
 def test_boolean_audiences(tmp_path: Path, insider_emulator: Emulator) -> None:

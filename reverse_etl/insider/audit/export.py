@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from reverse_etl.diff.sqltext import ident, literal
+from reverse_etl.errors import DeliveryError
 from reverse_etl.insider.config import InsiderProject
 from reverse_etl.insider.pull.config import ExportConfig, ExportDestination, ExportWebhook
 from reverse_etl.insider.pull.download import download_file
@@ -64,6 +65,12 @@ def request_export(project: InsiderProject, export: ExportConfig, now: datetime,
         except ExportQuotaError:
             guard.record(export.name, now)
             raise
+        except DeliveryError as exc:  # the pull's hint names syncs.yml; an audit's export is --segment
+            hint = "check the export definition in syncs.yml"
+            if hint not in str(exc):
+                raise
+            raise DeliveryError(str(exc).replace(hint, "check --segment: it must name a dynamic segment "
+                                                       "holding the synced users")) from None
         guard.record(export.name, now)
         return hook.wait()
 
