@@ -10,7 +10,17 @@ The Python API mirrors the command line::
 
 from __future__ import annotations
 
-from reverse_etl.api import history, load_project, lookup, plan, rejected_rows, reset, run, validate
+from reverse_etl.api import (
+    audit,
+    history,
+    load_project,
+    lookup,
+    plan,
+    rejected_rows,
+    reset,
+    run,
+    validate,
+)
 from reverse_etl.errors import (
     AuthenticationError,
     ConfigError,
@@ -21,6 +31,7 @@ from reverse_etl.errors import (
     StateError,
     UsageError,
 )
+from reverse_etl.insider.audit import AuditResult
 from reverse_etl.insider.config import InsiderProject as Project
 from reverse_etl.insider.pull.api import PullResult, pull
 from reverse_etl.run.results import RunResult, SyncResult
@@ -28,6 +39,7 @@ from reverse_etl.run.results import RunResult, SyncResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditResult",
     "AuthenticationError",
     "ConfigError",
     "DeliveryError",
@@ -40,6 +52,7 @@ __all__ = [
     "StateError",
     "SyncResult",
     "UsageError",
+    "audit",
     "history",
     "load_project",
     "lookup",

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from reverse_etl import context
 from reverse_etl.context import ClientFactory, load_project
+from reverse_etl.insider.audit import AuditResult
 from reverse_etl.insider.config import InsiderProject as Project
 from reverse_etl.insider.config import find_sync
 from reverse_etl.run.events import Hook, Hooks, progress_hook
@@ -25,7 +26,8 @@ from reverse_etl.state.lookup import KeyLookup
 from reverse_etl.state.stores import open_ledger, open_sync_state
 from reverse_etl.warehouses import open_source
 
-__all__ = ["history", "load_project", "lookup", "plan", "rejected_rows", "reset", "run", "validate"]
+__all__ = ["audit", "history", "load_project", "lookup", "plan", "rejected_rows", "reset", "run",
+           "validate"]
 
 ProgressCallback = Callable[[str, int, int], None]
 """progress(stage description, rows done, rows total)"""
@@ -145,3 +147,38 @@ def lookup(project_dir: str | Path, sync: str, key: str, *, target: str | None =
     state = open_sync_state(project.state_dir, project.config.state, sync)
     return lookup_key(state, open_ledger(project.state_dir, project.config.state), key,
                       config.max_attempts)
+
+
+def audit(project_dir: str | Path, sync: str, *, sample: int | None = None, segment_id: int | None = None,
+          from_url: str | None = None, force: bool = False, repair: bool = False, examples: int = 5,
+          environ: Mapping[str, str] | None = None, target: str | None = None,
+          client_factory: context.ClientFactory | None = None) -> AuditResult:
+    """Compare what Insider holds for ``sync`` with the model's current encoded values.
+
+    ``sample``: that many random users through the profile endpoint; else everything
+    through the raw export of ``segment_id`` (or an export link Insider already sent,
+    ``from_url``). With drift, the repair is planned (a dry run), or run when
+    ``repair``: a normal journaled run for exactly the drifted keys, in the ledger.
+    ``result.exit_code``: 0 equal (or repaired), 3 drifted.
+    """
+    from reverse_etl.insider.audit import audit_sync
+
+    project = load_project(project_dir, environ, target)
+    config = find_sync(project, sync)
+    source = open_source(project.config.source, str(project.root))
+    closed = False
+
+    def deliver(rebase: Any, really: bool) -> Any:
+        nonlocal closed
+        source.close()  # the run opens the warehouse itself
+        closed = True
+        return context.run_syncs(project, [config], action="run" if really else "plan",
+                                 rebase={config.name: rebase}, client_factory=client_factory).syncs[0]
+
+    try:
+        runner = context.audit_runner(project, config, source)
+        return audit_sync(project, config, runner, sample=sample, segment_id=segment_id, from_url=from_url,
+                          force=force, examples=examples, repair=repair, deliver=deliver)
+    finally:
+        if not closed:
+            source.close()

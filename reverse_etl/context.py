@@ -21,7 +21,7 @@ from reverse_etl.project.model_sql import ResolvedModel, resolve_model
 from reverse_etl.run.events import Hooks
 from reverse_etl.run.outcome import RunOwner, new_run_id
 from reverse_etl.run.results import RunResult, SyncResult
-from reverse_etl.run.runner import SyncRunner
+from reverse_etl.run.runner import Rebase, SyncRunner
 from reverse_etl.state.stores import open_ledger
 from reverse_etl.warehouses import open_source
 from reverse_etl.warehouses.base import Source
@@ -161,11 +161,13 @@ class _LazySource:
 def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: Literal["run", "plan"],
               full_refresh: bool = False, hooks: Hooks | None = None,
               client_factory: ClientFactory | None = None,
-              not_run: Mapping[str, SyncResult | ConfigError] | None = None) -> RunResult:
+              not_run: Mapping[str, SyncResult | ConfigError] | None = None,
+              rebase: Mapping[str, Rebase] | None = None) -> RunResult:
     """Run (or plan) ``syncs`` in order, each under its own :class:`RunOwner`.
 
     ``not_run`` holds what was decided before (skipped after dbt, or a config
-    error found then, which fails the sync under its owner); each keeps its place. Ctrl-C ends the current sync as ``interrupted`` and runs no more.
+    error found then, which fails the sync under its owner); each keeps its place. ``rebase``
+    (by sync name) changes what a sync diffs against (an audit repair). Ctrl-C ends the current sync as ``interrupted`` and runs no more.
     """
     hooks = hooks or Hooks()
     not_run = not_run or {}
@@ -205,7 +207,7 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
                     source.get(), resolve_sync_model(project, sync),
                     resolve=lambda name: resolve_model_named(project, name, f"sync {sync.name!r}"),
                     sender_factory=lambda: destination.sender(sync), hooks=hooks,
-                    destination=bound)
+                    destination=bound, rebase=(rebase or {}).get(sync.name))
                 if action == "plan":
                     runner.plan(sync_result, full_refresh=full_refresh)
                 else:
@@ -220,6 +222,18 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
         if action == "run":  # after the source is closed: DuckDB allows one writer per file
             flush_spool(project, result.syncs)
     return result
+
+
+def audit_runner(project: InsiderProject, sync: SyncConfig, source: Source) -> SyncRunner:
+    """A runner for ``sync`` bound to the project's destination, as :func:`run_syncs` builds it
+    (an audit encodes the model through it: the same encoding as a run)."""
+    destination = InsiderDestination(project.config.destination)
+    bound = destination_key({**destination.identity(),
+                             **({"target": project.target} if project.target else {})})
+    return SyncRunner(project.state_dir, project.config.state, sync, destination.mode_for(sync), source,
+                      resolve_sync_model(project, sync),
+                      resolve=lambda name: resolve_model_named(project, name, f"sync {sync.name!r}"),
+                      destination=bound)
 
 
 def after_dbt(project: InsiderProject, syncs: list[SyncConfig],

@@ -438,5 +438,6 @@ def _print_run(result: RunResult) -> None:
             _echo(f"  note: {note}")
 
 
-# Registers `reverse-etl serve` and `reverse-etl state`.
-from reverse_etl.cli import serve_command, state_commands  # noqa: E402, F401
+# Commands in their own modules register themselves on import.
+from reverse_etl.cli import audit as audit_command  # noqa: E402, F401  (`reverse-etl audit`)
+from reverse_etl.cli import serve_command, state_commands  # noqa: E402, F401  (`serve`, `state`)

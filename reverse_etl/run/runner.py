@@ -36,7 +36,10 @@ from reverse_etl.state.store import Pending
 from reverse_etl.state.stores import open_sync_state
 from reverse_etl.warehouses.base import Source
 
-__all__ = ["SyncRunner", "sync_fingerprint"]
+__all__ = ["Rebase", "SyncRunner", "sync_fingerprint"]
+
+Rebase = Callable[[duckdb.DuckDBPyConnection], str | None]
+"""Called with the engine connection once ``delta_keys`` exists; returns a note for the result."""
 
 MIN_GUARDED_REMOVALS = 10
 """Removals up to this many never trip ``max_removed_ratio``."""
@@ -60,8 +63,11 @@ class SyncRunner:
     def __init__(self, state_dir: Path, state_config: StateConfig, sync: SyncSpec, mode: SyncMode,
                  source: Source, model: ResolvedModel, *, resolve: ModelResolver,
                  sender_factory: Callable[[], Sender] | None = None, hooks: Hooks | None = None,
-                 destination: str | None = None) -> None:
+                 destination: str | None = None, rebase: Rebase | None = None) -> None:
         self.state_config = state_config
+        self.rebase = rebase
+        """Rewrites ``snap``/``delta_keys``/``present`` after the delta keys are found
+        (an audit repair: Insider's observed values as the baseline of the drifted keys)."""
         self.sync = sync
         self.source = source
         self.sender_factory = sender_factory
@@ -105,6 +111,15 @@ class SyncRunner:
         finally:
             con.close()
             spill.cleanup()
+
+    def encode_all(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> None:
+        """Encode every model row into ``cur`` (as a full resend would), writing no state.
+
+        ``snap`` then holds what the last acknowledged snapshot knows (for keys that
+        left the model) and ``present`` every model key. An audit compares ``cur``
+        with what Insider holds; the encoding is exactly a run's.
+        """
+        self._load_and_diff(con, result, full_refresh=True, fold_pending=True, encode_only=True)
 
     def run(self, result: SyncResult, *, full_refresh: bool = False) -> None:
         """Run the sync into ``result``: send what changed, commit what was acknowledged.
@@ -237,7 +252,7 @@ class SyncRunner:
         result.outcome = "success" if guards.fail_on == "never" else "partial"
 
     def _load_and_diff(self, con: duckdb.DuckDBPyConnection, result: SyncResult, *,
-                       full_refresh: bool, fold_pending: bool) -> None:
+                       full_refresh: bool, fold_pending: bool, encode_only: bool = False) -> None:
         t0 = time.perf_counter()
         types = load_model(con, self.source, self.model, self.sync.name)
         self._stage(result, "source", t0)
@@ -278,6 +293,10 @@ class SyncRunner:
         result.full_resend_reason = self.baseline.reason
         # Pass 2, over new and changed rows only: encode, validate, compare field by field.
         diff.create_delta_keys(con)
+        if self.rebase is not None:
+            note = self.rebase(con)
+            if note:
+                result.notes.append(note)
         encoded = {f.name: mode.encode(f, raw + columns[f.name] if f.name in columns else None,
                                        types.get(columns.get(f.name, ""))) for f in mode.fields}
 
@@ -286,6 +305,9 @@ class SyncRunner:
 
         diff.create_current(con, list(encoded.values()), mode.key_label,
                             mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery)
+        if encode_only:  # an audit needs the encoded rows, not the operations
+            result.counts["invalid"] = scalar(con, "SELECT count(*) FROM cur WHERE reason IS NOT NULL")
+            return
         diff.create_delta(con, self.tracked)
         mode.build_changes(con)
         if "digest" not in {c for c, *_ in con.execute("DESCRIBE changes").fetchall()}:

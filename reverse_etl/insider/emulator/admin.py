@@ -14,6 +14,8 @@
     POST /_emulator/faults                  replace it (body: see faults.py); 400 if bad
     POST /_emulator/dynamic_segments        {"segment_id": N}: an every-profile
                                             dynamic segment for the raw export
+    POST /_emulator/drift                   change what the tenant holds behind the
+                                            sync's back (see drift.py); 404/400 if bad
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from . import drift as drift_injection
 from .pipeline import json_response
 from .state import EmulatorState
 
@@ -102,6 +105,15 @@ def setup(app: web.Application, state: EmulatorState) -> None:
             state.dynamic_segments[sid] = None
         return json_response(200, {"segment_id": sid})
 
+    async def drift(request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read() or b"{}")
+            return json_response(200, drift_injection.apply(state, body))
+        except orjson.JSONDecodeError as exc:
+            return json_response(400, {"error": str(exc)})
+        except drift_injection.DriftError as exc:
+            return json_response(exc.status, {"error": str(exc)})
+
     r = app.router
     r.add_get("/_emulator/profile", profile)
     r.add_get("/_emulator/profiles", profiles)
@@ -113,3 +125,4 @@ def setup(app: web.Application, state: EmulatorState) -> None:
     r.add_get("/_emulator/faults", get_faults)
     r.add_post("/_emulator/faults", set_faults)
     r.add_post("/_emulator/dynamic_segments", add_dynamic_segment)
+    r.add_post("/_emulator/drift", drift)

@@ -227,6 +227,16 @@ class Emulator:
             self.state.store.add_profile(insider_id, dict(identifiers or {}),
                                          dict(attributes or {}))
 
+    def drift(self, action: str, **body: Any) -> dict[str, Any]:
+        """Apply one drift change (``POST /_emulator/drift``, see ``drift.py``) in-process.
+
+        ``emu.drift("set_attributes", user={"uuid": "u1"}, attributes={"city": "X"})``;
+        raises ``drift.DriftError`` when it cannot be applied.
+        """
+        from .drift import apply
+
+        return apply(self.state, {"action": action, **body})
+
     def reset(self) -> None:
         """Forget all profiles, logs, counters, segments, exports (options stay)."""
         self.state.reset()
