@@ -85,8 +85,10 @@ class Scheduler:
     """Fires the plans' syncs on time; :meth:`tick` does one step (tests call it directly)."""
 
     def __init__(self, plans: Sequence[SyncPlan], submit: Submit, clock: Clock,
-                 last_started: Callable[[str], datetime | None]) -> None:
+                 last_started: Callable[[str], datetime | None],
+                 on_tick: Callable[[datetime], None] | None = None) -> None:
         self.plans = {p.sync: p for p in plans}
+        self._on_tick = on_tick
         self._submit = submit
         self._clock = clock
         self._last_started = last_started
@@ -130,6 +132,11 @@ class Scheduler:
                 due.append(sync)
         for sync in due:
             self._submit(sync, "schedule")
+        if self._on_tick is not None:
+            try:
+                self._on_tick(now)
+            except Exception:  # a periodic check must never stop the schedules
+                log.exception("periodic check failed")
         return due
 
     def next_run(self, sync: str) -> datetime | None:

@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ from reverse_etl.serve.scheduler import Scheduler, plans_for, utc
 from reverse_etl.state import RunRecord
 
 log = logging.getLogger("reverse_etl.serve")
+
+STALENESS_EVERY = timedelta(minutes=5)
+"""How often the scheduler's tick checks ``alerts.stale_after_hours`` (clock time)."""
 
 
 @dataclass
@@ -65,7 +68,9 @@ class Service:
         tag_schedules = [([s.name for s in select_syncs(config.syncs, [ts.select])], ts)
                          for ts in config.schedules]
         self.plans = plans_for([(s.name, s.tags, s.schedule) for s in config.syncs], tag_schedules)
-        self.scheduler = Scheduler(self.plans, self.submit, self.clock, self._last_started)
+        self.scheduler = Scheduler(self.plans, self.submit, self.clock, self._last_started,
+                                   on_tick=self._check_staleness)
+        self._staleness_checked: datetime | None = None
         self.metrics = ServerMetrics(LedgerCollector(self.history, self.sync_names, self.scheduler.missed_total))
         self.hooks: list[Hook] = [self.metrics.hook, *options.hooks]
         if options.traces:
@@ -96,6 +101,19 @@ class Service:
         if not records:
             return None
         return utc(datetime.strptime(records[-1].started_at, "%Y-%m-%dT%H:%M:%SZ"))
+
+    def _check_staleness(self, now: datetime) -> None:
+        """Alert on syncs with no success within ``alerts.stale_after_hours``, every few minutes.
+
+        Runs raise their own alerts; this catches a sync that stopped running while
+        nothing else ran either (the end-of-run check alone would never fire then).
+        """
+        if self._staleness_checked is not None and now - self._staleness_checked < STALENESS_EVERY:
+            return
+        self._staleness_checked = now
+        from reverse_etl.alerts import check_staleness
+
+        check_staleness(self.project, now=now)
 
     # -------------------------------------------------------------- running
     def submit(self, sync: str, trigger: str, *, dbt_run_results: Path | None = None) -> tuple[QueuedRun, bool]:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alert_receivers import webhook  # the local alert receiver, for the staleness test
 from project_factory import ProjectUnderTest
 from serve_factory import Served, make_service, two_sync_project
 
@@ -35,3 +36,6 @@ def served_scheduled(project: ProjectUnderTest, insider_emulator: Emulator) -> I
     service = make_service(project, ManualClock(datetime.now(UTC)), schedules=True)
     with running(service) as url:
         yield Served(project, service, url, insider_emulator)
+
+
+__all__ = ["webhook"]
