@@ -12,7 +12,7 @@ from typing import Any, Literal
 from reverse_etl.redact import redact, redact_value
 from reverse_etl.run.results import SyncResult
 
-AlertKind = Literal["failed", "partial", "stale"]
+AlertKind = Literal["failed", "partial", "stale", "drift"]
 
 SHOWN_COUNTS = ("to_send", "acked", "rejected", "failed", "invalid", "held_back", "added", "changed", "removed")
 """The counts an alert lists (those the run has), in this order."""
@@ -41,7 +41,8 @@ class Alert:
     def title(self) -> str:
         """A short heading: ``reverse-etl: sync 'customers' failed``."""
         where = f" [{self.target}]" if self.target else ""
-        what = {"failed": "failed", "partial": "rejected rows", "stale": "is stale"}[self.kind]
+        what = {"failed": "failed", "partial": "rejected rows", "stale": "is stale",
+                "drift": "has drifted at Insider"}[self.kind]
         return redact(f"reverse-etl{where}: sync {self.sync!r} {what}")
 
     def lines(self) -> list[str]:
@@ -116,3 +117,17 @@ def stale_alert(sync: str, hours: float, last_success: str | None, *, last_run: 
         kind="stale", sync=sync, run_id=last_run, last_success=last_success,
         summary=f"no successful run {since} (stale after {hours:g} h)",
         command=_command(sync, target, "history"), target=target, project=project)
+
+
+def drift_alert(sync: str, drifted: int, checked: int, threshold: float, counts: dict[str, int], *,
+                method: str, target: str | None = None, project: str | None = None) -> Alert:
+    """The alert for an audit whose drifted share of the users checked passed ``threshold``."""
+    share = f"{drifted / checked:.1%} of {checked} checked" if checked else f"{checked} checked"
+    above = f", above {threshold:g}" if threshold else ""
+    flag = f" --target {target}" if target else ""
+    sample = "--full --segment ID" if method == "full" else "--sample N"
+    return Alert(
+        kind="drift", sync=sync, counts=dict(counts),
+        summary=f"{drifted} user(s) differ at Insider ({share}{above}, {method} audit)",
+        command=f"reverse-etl audit {sync} {sample}{flag} (add --repair to fix)",
+        target=target, project=project)

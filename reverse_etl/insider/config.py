@@ -30,7 +30,7 @@ from reverse_etl.project.config import (
     ProjectConfigBase,
     Strict,
 )
-from reverse_etl.project.schedule import Schedule, TagSchedule
+from reverse_etl.project.schedule import AuditSchedule, Schedule, TagSchedule
 
 
 # ------------------------------------------------------------------- destination
@@ -182,6 +182,8 @@ class SyncConfig(Strict):
     tags: list[str] = []
     schedule: Schedule | None = None
     """When ``reverse-etl serve`` runs this sync (cron + time zone; a bare string is UTC)."""
+    audit: AuditSchedule | None = None
+    """When ``reverse-etl serve`` audits this sync against Insider, and when drift alerts."""
     options: SyncOptions = Field(default_factory=SyncOptions)
     audiences: list[AudienceConfig] = []
     """Computed audiences of a user_attributes upsert sync (membership flips; see config.audiences)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from reverse_etl.project.config import Strict
 
@@ -65,3 +65,18 @@ class TagSchedule(Schedule):
         if not value.strip():
             raise ValueError("select must name syncs: a sync name, tag:TAG or model:MODEL")
         return value.strip()
+
+
+class AuditSchedule(Schedule):
+    """``audit:`` of a sync: when ``reverse-etl serve`` audits it, how, and when drift alerts.
+
+    ``sample`` users through the profile endpoint (the default: 500), or, with
+    ``segment``, everything through that segment's raw export (a full audit; one
+    export per segment per UTC day). Drift alerts (``alerts:``) when the drifted
+    share of the users checked is above ``alert_above`` (0: any drift).
+    """
+
+    sample: int = Field(default=500, ge=1, le=100_000)
+    segment: int | None = Field(default=None, ge=1)
+    """A segment id: audit everything through its raw export instead of a sample."""
+    alert_above: float = Field(default=0.0, ge=0.0, le=1.0)

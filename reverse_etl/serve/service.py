@@ -17,6 +17,7 @@ from typing import Any
 from reverse_etl import api
 from reverse_etl.project.selection import select_syncs
 from reverse_etl.run.events import Hook, RunEvent, RunStarted
+from reverse_etl.serve.audits import AUDIT_PREFIX, audit_schedules, execute_audit
 from reverse_etl.serve.auth import Secrets
 from reverse_etl.serve.clock import Clock, SystemClock
 from reverse_etl.serve.metrics import LedgerCollector, ServerMetrics
@@ -71,6 +72,13 @@ class Service:
         self.scheduler = Scheduler(self.plans, self.submit, self.clock, self._last_started,
                                    on_tick=self._check_staleness)
         self._staleness_checked: datetime | None = None
+        self.audits = audit_schedules(self.project)
+        self.last_audit: dict[str, QueuedRun] = {}
+        # Audits have their own plans (a sync may be both run and audited on schedules of its
+        # own); they are not caught up after downtime: the next slot audits the same state.
+        self.audit_scheduler = Scheduler(
+            plans_for([(name, (), schedule) for name, schedule in self.audits.items()], []),
+            lambda sync, trigger: self.submit(AUDIT_PREFIX + sync, trigger), self.clock, lambda _: None)
         self.metrics = ServerMetrics(LedgerCollector(self.history, self.sync_names, self.scheduler.missed_total))
         self.hooks: list[Hook] = [self.metrics.hook, *options.hooks]
         if options.traces:
@@ -127,6 +135,14 @@ class Service:
 
     def _execute(self, run: QueuedRun) -> None:
         self.metrics.queue_depth.set(self.queue.depth)
+        if run.sync.startswith(AUDIT_PREFIX):
+            audited = run.sync.removeprefix(AUDIT_PREFIX)
+            try:
+                execute_audit(self.project, self.audits[audited], run, environ=self.environ,
+                              target=self.options.target)
+            finally:
+                self.last_audit[audited] = run
+            return
 
         def learn_run_id(event: RunEvent) -> None:
             if isinstance(event, RunStarted) and event.sync == run.sync:
@@ -150,14 +166,28 @@ class Service:
         self.queue.start()
         if self.options.schedules:
             self.scheduler.start()
+            self.audit_scheduler.start()
 
     def stop(self) -> None:
         """Stop the scheduler, let the running run finish, stop the worker."""
         self.scheduler.stop()
+        self.audit_scheduler.stop()
         self.queue.stop()
         self._artifacts.cleanup()
 
     # -------------------------------------------------------------- overview
+    def _audit_line(self, sync: str) -> str | None:
+        """``audited 2026-03-01T04:00:02Z: 3 of 500 user(s) differ at Insider; next ...``."""
+        if sync not in self.audits:
+            return None
+        last = self.last_audit.get(sync)
+        nxt = self.audit_scheduler.next_run(sync)
+        parts = [f"audited {last.finished_at or last.started_at}: {last.message or last.outcome}"
+                 if last else "not audited yet"]
+        if nxt is not None:
+            parts.append(f"next audit {nxt:%Y-%m-%dT%H:%M:%SZ}")
+        return "; ".join(parts)
+
     def overview(self) -> list[dict[str, Any]]:
         """One row per sync: last outcome, last success, next run, rows sent, rejected, queue state."""
         records = self.history()
@@ -190,5 +220,6 @@ class Service:
                 "runs": len(mine),
                 "state": "running" if running else ("queued" if waiting else "idle"),
                 "missed": [m.describe() for m in self.scheduler.missed.get(sync.name, [])],
+                "audit": self._audit_line(sync.name),
             })
         return rows
