@@ -27,9 +27,11 @@ LAYERS: dict[str, int] = {
     "insider": 5,
     "context": 6,
     "api": 7,
-    "cli": 8,
-    "__init__": 9,
-    "__main__": 9,
+    "integrations": 8,  # orchestrator steps over the API
+    "mcp": 8,  # the MCP server over the API; cli registers its command
+    "cli": 9,
+    "__init__": 10,
+    "__main__": 10,
 }
 """Lowest first. Packages on one layer do not import each other."""
 
