@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import require, write_env
 from project_factory import ProjectUnderTest
 
