@@ -438,5 +438,7 @@ def _print_run(result: RunResult) -> None:
             _echo(f"  note: {note}")
 
 
-from reverse_etl.cli import mcp_command  # noqa: E402, F401  (registers `reverse-etl mcp`)
-from reverse_etl.cli import state_commands  # noqa: E402, F401  (registers `reverse-etl state`)
+from reverse_etl.cli import (
+    mcp_command,  # noqa: F401  (registers `reverse-etl mcp`)
+    state_commands,  # noqa: F401  (registers `reverse-etl state`)
+)
