@@ -438,7 +438,5 @@ def _print_run(result: RunResult) -> None:
             _echo(f"  note: {note}")
 
 
-from reverse_etl.cli import (
-    mcp_command,  # noqa: F401  (registers `reverse-etl mcp`)
-    state_commands,  # noqa: F401  (registers `reverse-etl state`)
-)
+# Commands in their own modules register themselves on import.
+from reverse_etl.cli import mcp_command, state_commands  # noqa: E402, F401  (`reverse-etl mcp`, `state`)
