@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import runpy
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import require, write_env
@@ -13,15 +15,21 @@ import reverse_etl
 from reverse_etl.insider.emulator import Emulator
 
 dg = require("dagster")
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "dagster_defs.py"
 FIXTURE_PROJECT = Path(__file__).resolve().parent.parent / "fixtures" / "dbt_project"
 
 from reverse_etl.integrations.dagster import ReverseEtlResource, reverse_etl_assets  # noqa: E402
 
 
-def materialize(project: ProjectUnderTest, **kwargs: object) -> dg.ExecuteInProcessResult:
-    # The README example, run as written: assets from the project, a resource naming it.
-    assets = reverse_etl_assets(project.root)
-    return dg.materialize(assets, resources={"reverse_etl": ReverseEtlResource(project_dir=str(project.root))},
+@pytest.fixture
+def example(project: ProjectUnderTest, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The README's definitions file, loaded for ``project`` (its names: syncs, defs)."""
+    monkeypatch.setenv("ETL_PROJECT", str(project.root))
+    return runpy.run_path(str(EXAMPLE))
+
+
+def materialize(example: dict[str, Any], **kwargs: Any) -> dg.ExecuteInProcessResult:
+    return dg.materialize(example["syncs"], resources=example["defs"].resources,
                           instance=dg.DagsterInstance.ephemeral(), **kwargs)
 
 
@@ -35,8 +43,8 @@ def recorded(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
 
 
 def test_each_sync_is_an_asset_whose_materialization_records_the_run(
-        project: ProjectUnderTest, insider_emulator: Emulator) -> None:
-    result = materialize(project)
+        project: ProjectUnderTest, example: dict[str, Any], insider_emulator: Emulator) -> None:
+    result = materialize(example)
 
     assert result.success
     events = recorded(result)
@@ -52,16 +60,17 @@ def test_each_sync_is_an_asset_whose_materialization_records_the_run(
 
     # The next materialization sends only what changed: one row.
     project.sql("UPDATE raw_customers SET city = 'Paris' WHERE customer_id = 'u3'")
-    again = materialize(project, selection=dg.AssetSelection.assets("cities"))
+    again = materialize(example, selection=dg.AssetSelection.assets("cities"))
     meta = recorded(again)["cities"]
     assert list(recorded(again)) == ["cities"]
     assert (meta["changed"], meta["unchanged"], meta["acked"]) == (1, 9, 1)
     assert insider_emulator.profile(uuid="u3")["attributes"]["city"] == "Paris"  # type: ignore[index]
 
 
-def test_assets_carry_the_syncs_tags_for_selection(project: ProjectUnderTest,
-                                                   insider_emulator: Emulator) -> None:
-    result = materialize(project, selection=dg.AssetSelection.tag("daily", ""))
+def test_the_daily_job_selects_the_assets_by_the_syncs_tag(
+        project: ProjectUnderTest, example: dict[str, Any], insider_emulator: Emulator) -> None:
+    job = example["defs"].resolve_job_def("daily_syncs")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
 
     assert result.success
     assert list(recorded(result)) == ["customers"]
@@ -71,10 +80,10 @@ def test_assets_carry_the_syncs_tags_for_selection(project: ProjectUnderTest,
 
 
 def test_a_failed_sync_fails_its_asset_with_the_tools_one_line_reason(
-        project: ProjectUnderTest, insider_emulator: Emulator) -> None:
+        project: ProjectUnderTest, example: dict[str, Any], insider_emulator: Emulator) -> None:
     write_env(project, "wrong-key")
 
-    result = materialize(project, raise_on_error=False)
+    result = materialize(example, raise_on_error=False)
 
     assert not result.success
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]

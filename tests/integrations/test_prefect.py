@@ -24,8 +24,12 @@ EXAMPLE = Path(__file__).resolve().parent / "examples" / "prefect_flow.py"
 
 @pytest.fixture(scope="module", autouse=True)
 def harness() -> Iterator[None]:
-    """One temporary Prefect server and database for the module's flows."""
-    with prefect_test_harness():
+    """One temporary Prefect server and database for the module's flows.
+
+    Its first start in a fresh venv (byte-compiling, migrating) on a loaded 2-core
+    CI machine took more than the default 30 s; a slow start is not what is tested.
+    """
+    with prefect_test_harness(server_startup_timeout=240):
         yield
 
 
