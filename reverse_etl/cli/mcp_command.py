@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from reverse_etl.cli import _project, _target, handle_errors, main, project_option, target_option
+from reverse_etl.errors import UsageError
 
 
 @main.command("mcp")
@@ -22,8 +23,8 @@ def mcp_command(ctx: click.Context, allow_runs: bool) -> None:
     """
     try:
         from reverse_etl.mcp.server import serve
-    except ImportError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ImportError as exc:  # the extra is not installed: one line, exit 1
+        raise UsageError(str(exc)) from None
     from reverse_etl import api
 
     api.load_project(_project(ctx), target=_target(ctx))  # a broken project: one line, exit 1, no server
