@@ -44,13 +44,14 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home / "airflow.db"
 
 
-def dag_test(tmp_path: Path, migrated_db: Path, project: ProjectUnderTest) -> tuple[dict[str, Any], str]:
-    """``dag.test()`` of the README's DAG: (what Airflow recorded, the task's log output)."""
+def dag_test(tmp_path: Path, migrated_db: Path, project: ProjectUnderTest,
+             dag_source: Path = EXAMPLE) -> tuple[dict[str, Any], str]:
+    """``dag.test()`` of a DAG file (the README's): (what Airflow recorded, the task's log output)."""
     home = tmp_path / "airflow"
     (home / "dags").mkdir(parents=True)
     shutil.copyfile(migrated_db, home / "airflow.db")
-    dag_file = home / "dags" / EXAMPLE.name
-    shutil.copyfile(EXAMPLE, dag_file)
+    dag_file = home / "dags" / dag_source.name
+    shutil.copyfile(dag_source, dag_file)
     done = subprocess.run([sys.executable, str(HERE / "airflow_harness.py"), str(dag_file)],
                           env={**airflow_env(home), "ETL_PROJECT": str(project.root)},
                           capture_output=True, text=True, timeout=240, check=False)
@@ -90,3 +91,18 @@ def test_a_failed_sync_fails_the_task_with_the_tools_one_line_reason(
     assert "Insider refused the credentials" in (last.error or "")
     assert "wrong-key" not in output
     assert insider_emulator.profiles() == []
+
+
+def test_partial_runs_pass_when_allowed_and_downstream_tasks_read_the_xcom(
+        tmp_path: Path, migrated_db: Path, project: ProjectUnderTest, insider_emulator: Emulator) -> None:
+    insider_emulator.set_faults(reject=["u2"])
+
+    recorded, _ = dag_test(tmp_path, migrated_db, project, HERE / "dags" / "partial_dag.py")
+
+    assert recorded["state"] == "success"
+    assert recorded["tasks"] == {"sync": "success", "rejected": "success"}
+    (sync,) = recorded["xcom"]["sync"]["syncs"]  # the templated select chose `cities`
+    assert (sync["sync"], sync["outcome"], recorded["xcom"]["sync"]["exit_code"]) == ("cities", "partial", 3)
+    assert recorded["xcom"]["rejected"] == sync["counts"]["rejected"] == 1
+    assert reverse_etl.rejected_rows(project.root, "cities")[0] == 1
+    assert len(insider_emulator.profiles()) == 9
