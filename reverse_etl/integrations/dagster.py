@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reverse_etl.integrations.steps import StepFailed, load_structure, run_step, summary
-from reverse_etl.run.results import SyncResult
+from reverse_etl.run.results import RunResult, SyncResult
 
 try:
     import dagster as dg
@@ -146,8 +146,6 @@ def _metadata(sync: SyncResult) -> dict[str, Any]:
 
 def summary_of(sync: SyncResult) -> dict[str, Any]:
     """One sync's redacted summary (as :func:`~reverse_etl.integrations.steps.summary` gives it)."""
-    from reverse_etl.run.results import RunResult
-
     one: dict[str, Any] = summary(RunResult(syncs=[sync]))["syncs"][0]
     return one
 
