@@ -110,20 +110,26 @@ def _sync_asset(name: str, model: str, tags: list[str], deps: list[dg.AssetKey],
                 group_name: str | None, resource_key: str, *, dbt: bool) -> dg.AssetsDefinition:
     origin = "dbt model" if dbt else "model"
 
+    # output_required=False: a sync skipped after dbt (its model was not rebuilt) materializes nothing.
     @dg.asset(key=dg.AssetKey([*key_prefix, name]), deps=deps, group_name=group_name,
               tags={tag: "" for tag in tags}, kinds={"insider"}, required_resource_keys={resource_key},
+              output_required=False,
               description=f"reverse_etl sync {name!r}: {origin} {model!r} -> Insider One")
-    # No annotation on context: Dagster checks it at runtime and a postponed (string) one fails.
-    def _sync(context) -> dg.MaterializeResult:
+    # No annotations: Dagster reads them at runtime and a postponed (string) one fails.
+    def _sync(context):
         resource: ReverseEtlResource = getattr(context.resources, resource_key)
         try:
             result = resource.run_sync(name)
         except StepFailed as failed:
             # Failure's description is what Dagster's UI and the run's failure event show.
+            # Retries stay allowed: a retried run resends only what was not acknowledged.
             metadata = _metadata(failed.result.syncs[0]) if failed.result and failed.result.syncs else {}
-            raise dg.Failure(description=failed.reason, metadata=metadata, allow_retries=False) from None
+            raise dg.Failure(description=failed.reason, metadata=metadata) from None
+        if result.outcome == "skipped":
+            context.log.info(f"{name}: skipped: {result.message}")
+            return
         context.log.info(f"{name}: {result.outcome}: {_counts_text(result)}")
-        return dg.MaterializeResult(metadata=_metadata(result))
+        yield dg.MaterializeResult(metadata=_metadata(result))
 
     return _sync
 

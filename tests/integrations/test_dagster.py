@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +147,6 @@ syncs:
 """)
     (tmp_path / ".env").write_text("INSIDER_API_KEY=test-key\n")
     env = {"DBT_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"), "DO_NOT_TRACK": "1"}
-    import sys
-
     dbt = dagster_dbt.DbtCliResource(project_dir=str(dbt_dir), profiles_dir=str(dbt_dir),
                                      dbt_executable=str(Path(sys.executable).parent / "dbt"))
     with pytest.MonkeyPatch.context() as mp:
@@ -173,13 +174,20 @@ syncs:
     assert keys[-1] == dg.AssetKey("customer_profiles") and set(keys[:-1]) <= set(shop.keys)
     assert len(insider_emulator.profiles()) > 0
 
+    # After a dbt invocation that did not rebuild `customers`, the sync is skipped: no materialization.
+    subprocess.run([str(Path(sys.executable).parent / "dbt"), "seed", "--project-dir", str(dbt_dir),
+                    "--profiles-dir", str(dbt_dir)], cwd=dbt_dir, env={**os.environ, **env}, check=True,
+                   capture_output=True, timeout=240)
+    sent = len(insider_emulator.requests())
+    gated = dg.materialize([sync_asset], resources={"reverse_etl": ReverseEtlResource(
+        project_dir=str(tmp_path), dbt_run_results=str(dbt_dir / "target" / "run_results.json"))})
+    assert gated.success
+    assert gated.get_asset_materialization_events() == []
+    assert len(insider_emulator.requests()) == sent
+
 
 def _dbt_parse(dbt_dir: Path, env: dict[str, str]) -> None:
     """``dbt parse`` so the manifest exists before definitions are read (as `dagster dev` needs)."""
-    import os
-    import subprocess
-    import sys
-
     dbt = str(Path(sys.executable).parent / "dbt")
     subprocess.run([dbt, "parse", "--project-dir", str(dbt_dir), "--profiles-dir", str(dbt_dir)],
                    cwd=dbt_dir, env={**os.environ, **env}, check=True, capture_output=True, timeout=240)
