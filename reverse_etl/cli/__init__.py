@@ -440,4 +440,4 @@ def _print_run(result: RunResult) -> None:
 
 # Commands in their own modules register themselves on import.
 from reverse_etl.cli import audit as audit_command  # noqa: E402, F401  (`reverse-etl audit`)
-from reverse_etl.cli import serve_command, state_commands  # noqa: E402, F401  (`serve`, `state`)
+from reverse_etl.cli import mcp_command, serve_command, state_commands  # noqa: E402, F401  (`mcp`, `serve`, `state`)

@@ -30,6 +30,8 @@ LAYERS: dict[str, int] = {
     "context": 6,
     "api": 7,
     "serve": 8,
+    "integrations": 8,  # orchestrator steps over the API
+    "mcp": 8,  # the MCP server over the API; cli registers its command
     "cli": 9,
     "__init__": 10,
     "__main__": 10,
