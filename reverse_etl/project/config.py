@@ -116,6 +116,11 @@ class SnowflakeSourceConfig(Strict):
     host: str | None = None
     port: int | None = None
     protocol: Literal["https", "http"] | None = None
+    engine: Literal["local", "warehouse"] = "local"
+    """Where the diff runs: ``local`` (every row into DuckDB) or ``warehouse`` (only changed rows
+    travel; see the README's "The warehouse engine")."""
+    engine_schema: str = Field(default="reverse_etl", min_length=1)
+    """``engine: warehouse``: the schema holding each sync's snapshot table (created if the role may)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -133,6 +138,11 @@ class SQLAlchemySourceConfig(Strict):
     url: SecretStr
     connect_args: dict[str, Any] = {}
     """Passed to the DBAPI driver (e.g. ``{connect_timeout: 10}``)."""
+    engine: Literal["local", "warehouse"] = "local"
+    """Where the diff runs: ``local`` (every row into DuckDB) or ``warehouse`` (only changed rows
+    travel; see the README's "The warehouse engine")."""
+    engine_schema: str = Field(default="reverse_etl", min_length=1)
+    """``engine: warehouse``: the schema holding each sync's snapshot table (created if the role may)."""
 
 
 SourceConfig = Annotated[
