@@ -94,65 +94,70 @@ class SQLAlchemySession:
             return f"application_name {name!r} (pg_stat_activity, log_line_prefix %a)"
         return f"this session ({self.dialect} has no statement label the engine sets)"
 
-    def execute(self, sql: str) -> list[tuple[Any, ...]]:
-        import sqlalchemy as sa
+    @property
+    def _dbapi(self) -> Any:
+        # The driver's own connection (same transaction as SQLAlchemy's): the source's
+        # streaming options (server-side cursors) stay on the SQLAlchemy connection.
+        return self.conn.connection.dbapi_connection
 
+    @property
+    def _errors(self) -> Any:
+        return self.conn.dialect.loaded_dbapi.Error
+
+    def execute(self, sql: str) -> list[tuple[Any, ...]]:
+        cursor = self._dbapi.cursor()
         try:
-            # Handed to the driver untouched: no ':name' or '%' parameter parsing.
-            result = self.conn.execution_options(no_parameters=True).exec_driver_sql(sql)
-            return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
-        except sa.exc.SQLAlchemyError as exc:
+            cursor.execute(sql)  # no parameters: no '%' or ':name' parsing
+            return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+        except self._errors as exc:
             raise self._fail(exc, sql) from None
+        finally:
+            cursor.close()
 
     def columns(self, sql: str) -> list[tuple[str, bool]]:
-        import sqlalchemy as sa
-
+        cursor = self._dbapi.cursor()
         try:
-            rows = self.conn.execution_options(no_parameters=True).exec_driver_sql(
-                f"SELECT * FROM ({sql}) AS probe WHERE 1 = 0")
-        except sa.exc.SQLAlchemyError as exc:
+            cursor.execute(f"SELECT * FROM ({sql}) AS probe WHERE 1 = 0")
+            return [(column[0], False) for column in cursor.description or []]
+        except self._errors as exc:
             raise self._fail(exc, "SELECT") from None
-        try:
-            return [(name, False) for name in list(rows.keys())]
         finally:
-            rows.close()
+            cursor.close()
 
     def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-        import sqlalchemy as sa
-
         if not rows:
             return
         names = ", ".join(f'"{c}"' for c in columns)
-        dbapi = self.conn.connection.dbapi_connection
+        dbapi = self._dbapi
         try:
-            if type(dbapi).__module__.startswith("psycopg."):  # psycopg 3: COPY, the bulk path
-                with dbapi.cursor() as cursor, cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                return
-            binds = ", ".join(f":p{i}" for i in range(len(columns)))
-            statement = sa.text(f'INSERT INTO "{table}" ({names}) VALUES ({binds})')
-            for start in range(0, len(rows), UPLOAD_CHUNK):
-                chunk = rows[start:start + UPLOAD_CHUNK]
-                self.conn.execute(statement, [{f"p{i}": v for i, v in enumerate(r)} for r in chunk])
-        except (sa.exc.SQLAlchemyError, Exception) as exc:
-            if isinstance(exc, SourceError):
-                raise
+            with contextlib.closing(dbapi.cursor()) as cursor:
+                if type(dbapi).__module__.startswith("psycopg."):  # psycopg 3: COPY, the bulk path
+                    with cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                    return
+                style = self.conn.dialect.loaded_dbapi.paramstyle
+                mark = {"qmark": "?", "numeric": ":1", "named": ":p"}.get(style, "%s")
+                statement = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join([mark] * len(columns))})'
+                for start in range(0, len(rows), UPLOAD_CHUNK):
+                    cursor.executemany(statement, list(rows[start:start + UPLOAD_CHUNK]))
+        except self._errors as exc:
             raise self._fail(exc, "INSERT") from None
 
     def begin(self) -> None:
-        # SQLAlchemy 2 begins on first use; end whatever read transaction is open first.
+        # The driver begins on first use; end whatever read transaction is open first.
         self.commit()
 
     def commit(self) -> None:
-        import sqlalchemy as sa
-
         try:
+            self._dbapi.commit()
             self.conn.commit()
-        except sa.exc.SQLAlchemyError as exc:
+        except Exception as exc:  # the driver's error or SQLAlchemy's
             raise self._fail(exc, "COMMIT") from None
 
     def rollback(self) -> None:
+        with contextlib.suppress(Exception):
+            self._dbapi.rollback()
         with contextlib.suppress(Exception):
             self.conn.rollback()
 
