@@ -136,6 +136,7 @@ def test_a_mapping_change_is_a_full_reconciling_resend_announced_by_plan(
     result = run(project)
     assert result.outcome == "success", result.message
     assert result.counts["transferred"] == 500 and result.counts["acked"] == 500
+    assert len(sent_since(insider_emulator, mark, UPSERT)) == 500
     assert insider_emulator.profile(uuid="u4")["attributes"]["custom"]["town"] == "City4"  # type: ignore[index]
     follow = run(project)
     assert (follow.counts["transferred"], follow.counts["to_send"]) == (0, 0)
@@ -153,6 +154,7 @@ def test_switching_from_the_local_engine_is_announced_and_resends_once(
     switched = run(project)
     assert switched.full_resend_reason is not None and "engine changed" in switched.full_resend_reason
     assert switched.counts["transferred"] == 100
+    assert len(sent_since(insider_emulator, mark, UPSERT)) == 100
     assert_insider_equals_model(project, insider_emulator)
     assert run(project).counts["transferred"] == 0
 
