@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pg_helpers import PostgresCluster, start_cluster
@@ -12,3 +13,14 @@ from pg_helpers import PostgresCluster, start_cluster
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster on 127.0.0.1 and a free port, stopped at the end of the session."""
     yield from start_cluster(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def fakesnow_server() -> Iterator[Any]:
+    """A fakesnow server on 127.0.0.1 for the session (the real Snowflake connector talks to it)."""
+    pytest.importorskip("snowflake.connector")
+    pytest.importorskip("fakesnow")
+    from sources.fakesnow_helpers import serve_fakesnow
+
+    with serve_fakesnow() as server:
+        yield server

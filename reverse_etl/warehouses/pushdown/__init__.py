@@ -24,7 +24,6 @@ from reverse_etl.warehouses.pushdown.session import WarehouseSession, open_sessi
 __all__ = ["WarehouseSnapshot", "sql"]
 
 PASS1_TABLE = "reverse_etl_pass1"
-STAGING_TABLE = "reverse_etl_merge"
 
 
 class WarehouseSnapshot:
@@ -56,7 +55,12 @@ class WarehouseSnapshot:
         objects = self.objects
         try:
             if not self.run(sql.schema_exists(objects)):
+                # Snowflake makes a schema it creates the session's current one: the model's
+                # unqualified names must keep resolving where they did.
+                current = self.session.execute("SELECT current_schema()") if self.dialect == "snowflake" else []
                 self.run(sql.create_schema(objects))
+                if current and current[0][0]:
+                    self.session.execute(f"USE SCHEMA {sql.quote(str(current[0][0]))}")
             for ddl in sql.create_tables(objects):
                 self.run(ddl)
             self.session.commit()
@@ -112,18 +116,27 @@ class WarehouseSnapshot:
     # ------------------------------------------------------------ commit
     def commit(self, rows: Sequence[tuple[str, str | None, bool]], run_id: str, fingerprint: str,
                *, rebuild: bool) -> None:
-        """One transaction: stage ``rows`` (key, digest, keep), MERGE them (or, ``rebuild``,
-        replace the table's rows with the kept ones), and move the marker to ``run_id``."""
+        """Stage ``rows`` (key, digest, keep), MERGE them (or, ``rebuild``, replace the table's
+        rows with the kept ones), and move the marker to ``run_id``: one transaction.
+
+        Where statements commit one by one (Snowflake's autocommit session) this is still safe:
+        the MERGE is idempotent, and until the marker moves, the next run's recovery MERGEs the
+        same keys again (or rebuilds: a rebuild first sets the marker to no run).
+        """
         objects = self.objects
         session = self.session
-        self.run(sql.drop_temp(STAGING_TABLE))
-        self.run(sql.create_staging(STAGING_TABLE, objects))
+        self.run(sql.drop_staging(objects))
+        self.run(sql.create_staging(objects))
         session.commit()
+        if rebuild and not session.atomic:
+            # Without one transaction, a crash between the DELETE and the INSERT must not leave
+            # an empty table that the marker vouches for: the marker names no run until the end.
+            for statement in sql.write_marker(objects, "rebuilding", fingerprint):
+                self.run(statement)
         session.begin()
         try:
-            session.upload(STAGING_TABLE, ["key", "digest", "keep"], rows)
-            for statement in (sql.rebuild(STAGING_TABLE, objects) if rebuild
-                              else [sql.merge(STAGING_TABLE, objects)] if rows else []):
+            session.upload(objects.staging, [objects.col(c) for c in ("key", "digest", "keep")], rows)
+            for statement in (sql.rebuild(objects) if rebuild else [sql.merge(objects)] if rows else []):
                 self.run(statement)
             for statement in sql.write_marker(objects, run_id, fingerprint):
                 self.run(statement)
@@ -131,5 +144,5 @@ class WarehouseSnapshot:
         except BaseException:
             session.rollback()
             raise
-        self.run(sql.drop_temp(STAGING_TABLE))
+        self.run(sql.drop_staging(objects))
         session.commit()

@@ -84,6 +84,13 @@ class Objects:
         return f"{self.schema_sql}.{self.own('snapshot_' + slug)}"
 
     @property
+    def staging(self) -> str:
+        """Where a commit uploads the keys it MERGEs (dropped after; in the same database as the
+        snapshot table, so the MERGE's transaction touches one database)."""
+        slug = re.sub(r"[^a-z0-9_]", "_", self.sync.lower())
+        return f"{self.schema_sql}.{self.own('staging_' + slug)}"
+
+    @property
     def marker(self) -> str:
         """Which local run each sync's snapshot table was last committed by."""
         return f"{self.schema_sql}.{self.own('syncs')}"
@@ -184,28 +191,33 @@ def read_marker(objects: Objects) -> str:
             f"WHERE {c('sync')} = {text(objects.sync)}")
 
 
-def create_staging(table: str, objects: Objects) -> str:
+def drop_staging(objects: Objects) -> str:
+    """Drop the commit's staging table (left behind only by a crash)."""
+    return f"DROP TABLE IF EXISTS {objects.staging}"
+
+
+def create_staging(objects: Objects) -> str:
     """Where a commit uploads its rows before the one MERGE: key, digest, keep (False: delete)."""
     c = objects.col
-    return f"CREATE TEMPORARY TABLE {quote(table)} ({c('key')} VARCHAR, {c('digest')} VARCHAR, {c('keep')} BOOLEAN)"
+    return f"CREATE TABLE {objects.staging} ({c('key')} VARCHAR, {c('digest')} VARCHAR, {c('keep')} BOOLEAN)"
 
 
-def merge(table: str, objects: Objects) -> str:
+def merge(objects: Objects) -> str:
     """Apply the staged rows to the snapshot table: upsert kept keys, delete the others."""
     c = objects.col
-    return (f"MERGE INTO {objects.snapshot} AS s USING {quote(table)} AS u ON s.{c('key')} = u.{c('key')} "
+    return (f"MERGE INTO {objects.snapshot} AS s USING {objects.staging} AS u ON s.{c('key')} = u.{c('key')} "
             f"WHEN MATCHED AND NOT u.{c('keep')} THEN DELETE "
             f"WHEN MATCHED THEN UPDATE SET {c('digest')} = u.{c('digest')} "
             f"WHEN NOT MATCHED AND u.{c('keep')} THEN INSERT ({c('key')}, {c('digest')}) "
             f"VALUES (u.{c('key')}, u.{c('digest')})")
 
 
-def rebuild(table: str, objects: Objects) -> list[str]:
+def rebuild(objects: Objects) -> list[str]:
     """Replace the snapshot table's rows with the staged ones (after a full resend)."""
     c = objects.col
     return [f"DELETE FROM {objects.snapshot}",
             f"INSERT INTO {objects.snapshot} ({c('key')}, {c('digest')}) "
-            f"SELECT {c('key')}, {c('digest')} FROM {quote(table)} WHERE {c('keep')}"]
+            f"SELECT {c('key')}, {c('digest')} FROM {objects.staging} WHERE {c('keep')}"]
 
 
 def write_marker(objects: Objects, run_id: str, fingerprint: str) -> list[str]:
