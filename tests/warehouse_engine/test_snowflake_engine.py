@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,7 @@ from test_sync_engine import UPSERT, USER_DELETE
 
 import reverse_etl
 from reverse_etl.insider.emulator import Emulator
+from reverse_etl.state import SyncState, read_journal
 
 SEED = """
 CREATE OR REPLACE TABLE raw_customers AS
@@ -81,7 +88,7 @@ def test_snowflake_first_no_change_one_percent_and_removals(project: SnowProject
     assert (second.counts["scanned"], second.counts["transferred"], second.requests) == (300, 0, 0)
     # fakesnow has no ALTER SESSION SET QUERY_TAG: the note falls back to the connect-time tag and ids.
     note = next(n for n in second.notes if n.startswith("warehouse engine (snowflake)"))
-    assert "QUERY_TAG" in note and "query ids: 01" in note or "query ids: " in note, note
+    assert "QUERY_TAG" in note and "query ids: " in note and "query ids: none" not in note, note
 
     mark = len(insider_emulator.requests())
     project.snow("UPDATE raw_customers SET city = 'Paris' WHERE customer_id IN ('u1', 'u2', 'u3')")
@@ -97,4 +104,49 @@ def test_snowflake_first_no_change_one_percent_and_removals(project: SnowProject
     assert (fourth.counts["removed"], fourth.counts["transferred"]) == (2, 2)
     assert len(sent_since(insider_emulator, mark, USER_DELETE)) == 2
     assert_insider_equals_model(project, insider_emulator)
+    assert run(project).counts["transferred"] == 0
+
+
+def test_snowflake_mapping_change_resends_in_full_then_nothing(project: SnowProject, insider_emulator: Emulator) -> None:
+    run(project)
+    with project.config() as config:
+        config["syncs"][0]["attributes"]["town"] = config["syncs"][0]["attributes"].pop("city")
+    mark = len(insider_emulator.requests())
+    changed = run(project)
+    assert changed.outcome == "success", changed.message
+    assert changed.full_resend_reason is not None and "mapping" in changed.full_resend_reason
+    assert changed.counts["transferred"] == 300 and len(sent_since(insider_emulator, mark, UPSERT)) == 300
+    assert insider_emulator.profile(uuid="u5")["attributes"]["custom"]["town"] == "City5"  # type: ignore[index]
+    assert run(project).counts["transferred"] == 0
+
+
+def test_snowflake_kill_mid_delivery_loses_nothing_and_resends_nothing_acknowledged(
+        tmp_path: Path, fakesnow_server: Any, insider_emulator: Emulator) -> None:
+    rows = 2_000
+    project = make_snow_project(tmp_path / "k", fakesnow_server, insider_emulator.url, rows)
+    with project.config() as config:
+        config["destination"].update(concurrency=2, max_batch_users=100)
+    insider_emulator.set_faults(latency_ms=150)
+    env = {**os.environ, **project.env}
+    proc = subprocess.Popen([sys.executable, "-m", "reverse_etl", "--project", str(project.root), "run"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while sum(1 for e in insider_emulator.requests() if e["path"] == UPSERT and e["status"] == 200) < 6:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "delivery never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = SyncState(project.root / ".reverse_etl", "customers")
+    pending = state.pending()
+    assert pending is not None
+    journaled = sum(e - s + 1 for s, e in read_journal(state.pending_paths(pending.run_id)[1]).acked_ranges)
+    insider_emulator.set_faults({})
+    result = run(project)
+    assert result.outcome == "success", result.message
+    assert result.counts["recovered"] == journaled > 0
+    after = Counter(u["identifiers"]["uuid"] for u in sent_since(insider_emulator, 0, UPSERT))
+    assert sum(1 for n in after.values() if n > 1) <= 2 * 100  # only what was in flight at the kill
+    assert_insider_equals_model(project, insider_emulator)
+    assert project.snow("SELECT count(*) FROM REVERSE_ETL.SNAPSHOT_CUSTOMERS") == [(rows,)]
     assert run(project).counts["transferred"] == 0

@@ -200,7 +200,7 @@ class SnowflakeSession:
         except SourceError:
             # An account (or an emulation of one) that refuses it: the session keeps the
             # tag it connected with (source.query_tag), and the query ids still find them.
-            return "the session's source.query_tag and the query ids (QUERY_HISTORY)"
+            return "the QUERY_TAG it connected with (source.query_tag) and the query ids (QUERY_HISTORY)"
         return f"QUERY_TAG {tag!r} (QUERY_HISTORY)"
 
     def execute(self, sql: str) -> list[tuple[Any, ...]]:
