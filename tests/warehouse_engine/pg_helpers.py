@@ -3,6 +3,7 @@ source is a database in it with ``engine: warehouse``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from project_factory import ProjectUnderTest, base_config
 
 PG_CUSTOMERS_SQL = """
@@ -69,15 +69,16 @@ class PostgresCluster:
         return name
 
 
-def start_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
-    """Start a cluster, yield it, stop it (databases keep tests apart)."""
-    pytest.importorskip("psycopg")
+@contextlib.contextmanager
+def running_cluster(workdir: Path) -> Iterator[PostgresCluster]:
+    """Start a cluster (in ``workdir``, or as root in a fresh /tmp dir the postgres user may
+    reach), yield it, stop it. Databases keep its users apart."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.skip("initdb/pg_ctl not installed")
+        raise RuntimeError("initdb/pg_ctl not installed")
     preexec, user = _demote()
     if user is None:
-        root = tmp_path_factory.mktemp("pg")
+        root = workdir
     else:
         # pytest's tmp dirs are private to root (0700): the postgres user could not reach one.
         root = Path(tempfile.mkdtemp(prefix="reverse_etl_pg_"))
@@ -88,7 +89,7 @@ def start_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres
                     "--locale=C.UTF-8"], check=True, capture_output=True, preexec_fn=preexec)
     subprocess.run([pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
                     f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c shared_buffers=64MB -c max_connections=40", "start"],
+                    "-c shared_buffers=128MB -c max_connections=40", "start"],
                    check=True, capture_output=True, preexec_fn=preexec)
     try:
         yield PostgresCluster(port=port, data=data)
