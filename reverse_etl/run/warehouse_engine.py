@@ -37,6 +37,7 @@ import duckdb
 
 from reverse_etl.diff.fields import Field, resolve_columns
 from reverse_etl.diff.sqltext import ident, literal, scalar
+from reverse_etl.diff.tables import WAREHOUSE_REMOVED
 from reverse_etl.diff.workspace import MODEL_TABLE
 from reverse_etl.errors import ConfigError, SourceError
 from reverse_etl.project.config import StateConfig
@@ -53,8 +54,7 @@ from reverse_etl.warehouses.pushdown import WarehouseSnapshot, sql
 
 __all__ = ["WarehouseRunner", "engine_fingerprint"]
 
-REMOVED = "wh_removed"
-"""DuckDB table of the keys the warehouse says left the model."""
+REMOVED = WAREHOUSE_REMOVED
 
 
 def engine_fingerprint(local: str, dialect: str) -> str:
