@@ -150,3 +150,24 @@ def test_snowflake_kill_mid_delivery_loses_nothing_and_resends_nothing_acknowled
     assert_insider_equals_model(project, insider_emulator)
     assert project.snow("SELECT count(*) FROM REVERSE_ETL.SNAPSHOT_CUSTOMERS") == [(rows,)]
     assert run(project).counts["transferred"] == 0
+
+
+@pytest.mark.slow
+def test_snowflake_at_a_million_rows_no_change_moves_nothing_and_one_percent_moves_one_percent(
+        tmp_path: Path, fakesnow_server: Any, insider_emulator: Emulator) -> None:
+    """The issue's "Done when" on fakesnow, counted by the tool (REVERSE_ETL_WH_TEST_ROWS resizes it)."""
+    rows = int(os.environ.get("REVERSE_ETL_WH_TEST_ROWS", "1000000"))
+    project = make_snow_project(tmp_path / "big", fakesnow_server, insider_emulator.url, rows)
+    with project.config() as config:
+        config["destination"].update(concurrency=8, max_batch_users=1000)
+    first = run(project)
+    assert first.outcome == "success", first.message
+    assert first.counts["transferred"] == rows and len(insider_emulator.profiles()) == rows
+    quiet = run(project)
+    assert (quiet.counts["scanned"], quiet.counts["transferred"], quiet.requests) == (rows, 0, 0)
+    project.snow("UPDATE raw_customers SET city = 'Changed' WHERE substr(customer_id, 2)::INT % 100 = 0")
+    mark = len(insider_emulator.requests())
+    one_pct = run(project)
+    assert one_pct.outcome == "success", one_pct.message
+    assert one_pct.counts["transferred"] == one_pct.counts["changed"] == rows // 100
+    assert len(sent_since(insider_emulator, mark, UPSERT)) == rows // 100
