@@ -92,6 +92,9 @@ class DuckDBSourceConfig(Strict):
     type: Literal["duckdb"]
     path: str = "warehouse.duckdb"
     read_only: bool = False
+    engine: Literal["local"] = "local"
+    """DuckDB runs models in-process: the local engine is its only engine (``engine: warehouse``
+    is for Snowflake and SQLAlchemy sources)."""
 
     _path = field_validator("path")(_short_path)
 
