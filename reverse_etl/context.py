@@ -158,6 +158,16 @@ class _LazySource:
             self._source.close()
 
 
+def engine_for(project: InsiderProject) -> tuple[type[SyncRunner], dict[str, Any]]:
+    """The runner of the source's ``engine:`` (local unless it says warehouse), and its options."""
+    source = project.config.source
+    if getattr(source, "engine", "local") != "warehouse":
+        return SyncRunner, {}
+    from reverse_etl.run.warehouse_engine import WarehouseRunner
+
+    return WarehouseRunner, {"schema": getattr(source, "engine_schema", "reverse_etl")}
+
+
 def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: Literal["run", "plan"],
               full_refresh: bool = False, hooks: Hooks | None = None,
               client_factory: ClientFactory | None = None,
@@ -202,12 +212,13 @@ def run_syncs(project: InsiderProject, syncs: Sequence[SyncConfig], *, action: L
                     raise refusal
                 if isinstance(decided, ConfigError):
                     raise decided
-                runner = SyncRunner(
+                runner_class, extra = engine_for(project)
+                runner = runner_class(
                     project.state_dir, project.config.state, sync, destination.mode_for(sync),
                     source.get(), resolve_sync_model(project, sync),
                     resolve=lambda name: resolve_model_named(project, name, f"sync {sync.name!r}"),
                     sender_factory=lambda: destination.sender(sync), hooks=hooks,
-                    destination=bound, rebase=(rebase or {}).get(sync.name))
+                    destination=bound, rebase=(rebase or {}).get(sync.name), **extra)
                 if action == "plan":
                     runner.plan(sync_result, full_refresh=full_refresh)
                 else:

@@ -408,6 +408,8 @@ def _print_plan(sync: SyncResult) -> None:
             _echo(f"  {op}: {payload}")
     for row in sync.rejected_samples:
         _echo(f"  invalid: key={row['key']}: {row['reason']}")
+    for note in sync.notes:  # e.g. the warehouse engine's rows scanned vs transferred
+        _echo(f"  note: {note}")
 
 
 def _print_run(result: RunResult) -> None:

@@ -59,5 +59,8 @@ IDENTITY_CONFLICTS = "id_conflicts"
 """Made by a mode before ``cur``: ``key``, ``reason`` for rows sharing a non-key identifier value
 (the destination would merge them into one user)."""
 
-ALL_TABLES = (MODEL_ROWS, CURRENT_RAW, PRESENT, SNAPSHOT, DELTA_KEYS, DUPLICATE_KEYS, CURRENT,
+WAREHOUSE_REMOVED = "wh_removed"
+"""``engine: warehouse`` only: the snapshot keys the warehouse says left the model (``key``)."""
+
+ALL_TABLES = (WAREHOUSE_REMOVED, MODEL_ROWS, CURRENT_RAW, PRESENT, SNAPSHOT, DELTA_KEYS, DUPLICATE_KEYS, CURRENT,
               DELTA, CHANGES, NEW_SNAPSHOT, OLD_REJECTED, HELD, OUTCOME, ACKED, NEW_REJECTED, IDENTITY_CONFLICTS)

@@ -93,6 +93,9 @@ class DuckDBSourceConfig(Strict):
     type: Literal["duckdb"]
     path: str = "warehouse.duckdb"
     read_only: bool = False
+    engine: Literal["local"] = "local"
+    """DuckDB runs models in-process: the local engine is its only engine (``engine: warehouse``
+    is for Snowflake and SQLAlchemy sources)."""
 
     _path = field_validator("path")(_short_path)
 
@@ -117,6 +120,11 @@ class SnowflakeSourceConfig(Strict):
     host: str | None = None
     port: int | None = None
     protocol: Literal["https", "http"] | None = None
+    engine: Literal["local", "warehouse"] = "local"
+    """Where the diff runs: ``local`` (every row into DuckDB) or ``warehouse`` (only changed rows
+    travel; see the README's "The warehouse engine")."""
+    engine_schema: str = Field(default="reverse_etl", min_length=1)
+    """``engine: warehouse``: the schema holding each sync's snapshot table (created if the role may)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -134,6 +142,11 @@ class SQLAlchemySourceConfig(Strict):
     url: SecretStr
     connect_args: dict[str, Any] = {}
     """Passed to the DBAPI driver (e.g. ``{connect_timeout: 10}``)."""
+    engine: Literal["local", "warehouse"] = "local"
+    """Where the diff runs: ``local`` (every row into DuckDB) or ``warehouse`` (only changed rows
+    travel; see the README's "The warehouse engine")."""
+    engine_schema: str = Field(default="reverse_etl", min_length=1)
+    """``engine: warehouse``: the schema holding each sync's snapshot table (created if the role may)."""
 
 
 SourceConfig = Annotated[

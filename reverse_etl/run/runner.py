@@ -194,7 +194,7 @@ class SyncRunner:
     def _refused_by_guards(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> bool:
         """Refuse before sending when the model is empty, or too many rows are invalid or would be removed."""
         guards, c, name = self.mode.guards, result.counts, self.sync.name
-        model_rows = scalar(con, "SELECT count(*) FROM cur_raw")
+        model_rows = self._model_rows(con)
         if (self.sync.on_removed != "ignore" and not self.mode.allows_empty_model
                 and c["removed"] and not model_rows):
             fail(result, "refused", f"sync {name!r}: model {self.model.name!r} returned no rows, which "
@@ -254,12 +254,13 @@ class SyncRunner:
     def _load_and_diff(self, con: duckdb.DuckDBPyConnection, result: SyncResult, *,
                        full_refresh: bool, fold_pending: bool, encode_only: bool = False) -> None:
         t0 = time.perf_counter()
-        types = load_model(con, self.source, self.model, self.sync.name)
+        types = self._read_source(con, result, full_refresh=full_refresh, fold_pending=fold_pending)
         self._stage(result, "source", t0)
         t1 = time.perf_counter()
         # Only now, with the source read, may state be touched (crash recovery first).
         if not fold_pending:
-            result.counts["recovered"] = self.committer.recover(con)
+            # (added to: the warehouse engine recovers before it reads the source)
+            result.counts["recovered"] = result.counts.get("recovered", 0) + self.committer.recover(con)
         mode = self.mode
         # A mode may reshape the model rows first (the ecommerce preset explodes products).
         source_table = mode.prepare(con, MODEL_TABLE, types)
@@ -284,13 +285,14 @@ class SyncRunner:
             return diff.raw_text_sql(source_column(f), type_of(f))
 
         # Pass 1 over every row: keys and a digest of the raw tracked values, no encoding.
-        diff.create_current_raw(con, source_table, mode.key_sql(source_column, source_text),
-                                sorted(set(columns.values())), [source_text(f) for f in self.tracked])
+        self._create_current_raw(con, source_table, mode.key_sql(source_column, source_text),
+                                 sorted(set(columns.values())), [source_text(f) for f in self.tracked])
         con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # everything needed is in cur_raw now
         self.baseline = load_baseline(con, self.state, self.committer, self.tracked, self.fingerprint,
                                       full_refresh=full_refresh, reconcile=self.mode.reconciles_resend,
                                       plan=fold_pending, destination=self.destination)
         result.full_resend_reason = self.baseline.reason
+        self._after_baseline(con, result)
         # Pass 2, over new and changed rows only: encode, validate, compare field by field.
         diff.create_delta_keys(con)
         if self.rebase is not None:
@@ -319,6 +321,24 @@ class SyncRunner:
         result.counts["held_back"] = rejected.hold_back(con, self.sync.max_attempts)
         result.counts.update(self._diff_counts(con))
         self._stage(result, "diff", t1)
+
+    # ------------------------------------------- hooks (the warehouse engine overrides them)
+    def _read_source(self, con: duckdb.DuckDBPyConnection, result: SyncResult, *,
+                     full_refresh: bool, fold_pending: bool) -> dict[str, str]:
+        """Materialise the model's rows as ``model_rows``; returns its columns (lower name → type)."""
+        return load_model(con, self.source, self.model, self.sync.name)
+
+    def _create_current_raw(self, con: duckdb.DuckDBPyConnection, source_table: str, key_sql: str,
+                            columns: list[str], digest_texts: list[str]) -> None:
+        """Pass 1: ``cur_raw`` (key, digest, raw columns), ``dups`` and ``present``."""
+        diff.create_current_raw(con, source_table, key_sql, columns, digest_texts)
+
+    def _after_baseline(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> None:
+        """Called once ``snap`` is loaded, before the delta is computed."""
+
+    def _model_rows(self, con: duckdb.DuckDBPyConnection) -> int:
+        """How many rows the model returned."""
+        return scalar(con, "SELECT count(*) FROM cur_raw")
 
     def _diff_counts(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         row = first_row(con, """

@@ -174,6 +174,15 @@ class SnowflakeSource:
             self._decoders.append(decoder)
         return stable_reader(chunks, names=names, batch_size=batch_size, decoder=decoder)
 
+    @property
+    def connection(self) -> Any:
+        """The open connector connection (the warehouse engine runs its own statements on it)."""
+        return self._conn
+
+    def describe_error(self, exc: BaseException) -> str:
+        """One line from a driver error, with every configured secret masked."""
+        return self._message(exc)
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         for decoder in self._decoders:

@@ -181,6 +181,15 @@ class SQLAlchemySource:
             type_hints=_type_hints(result, self._engine.dialect),
         )
 
+    @property
+    def connection(self) -> Any:
+        """The open SQLAlchemy ``Connection`` (the warehouse engine runs its own statements on it)."""
+        return self._conn
+
+    def describe_error(self, exc: BaseException) -> str:
+        """One line from a driver error, with every configured secret masked."""
+        return self._message(exc)
+
     def close(self) -> None:
         """Close the connection and its pool (idempotent)."""
         for decoder in self._decoders:
