@@ -1,23 +1,11 @@
-"""Fixtures of the warehouse engine tests: one throwaway PostgreSQL cluster for the session."""
+"""Fixtures of the warehouse engine tests (the PostgreSQL cluster, ``postgres``, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pg_helpers import PostgresCluster, running_cluster
-
-
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
-    """A PostgreSQL cluster on 127.0.0.1 and a free port, stopped at the end of the session."""
-    pytest.importorskip("psycopg")
-    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
-        pytest.skip("initdb/pg_ctl not installed")
-    with running_cluster(tmp_path_factory.mktemp("pg")) as cluster:
-        yield cluster
 
 
 @pytest.fixture(scope="session")
