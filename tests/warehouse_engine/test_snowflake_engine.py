@@ -155,13 +155,9 @@ def test_snowflake_kill_mid_delivery_loses_nothing_and_resends_nothing_acknowled
 @pytest.mark.slow
 def test_snowflake_at_scale_no_change_moves_nothing_and_one_percent_moves_one_percent(
         tmp_path: Path, fakesnow_server: Any, insider_emulator: Emulator) -> None:
-    """The issue's "Done when" on fakesnow, counted by the tool, at 100k rows by default.
-
-    REVERSE_ETL_WH_TEST_ROWS=1000000 is the issue's size; on fakesnow it did not finish within
-    12 minutes on a shared 2-core machine (fakesnow is an emulation over DuckDB, not the bound
-    of a real warehouse), so the default suite runs a tenth of it.
-    """
-    rows = int(os.environ.get("REVERSE_ETL_WH_TEST_ROWS", "100000"))
+    """The issue's "Done when" on fakesnow at 1M rows, counted by the tool (``REVERSE_ETL_WH_TEST_ROWS``
+    sets another size): a no-change run transfers 0 rows, a 1% run exactly 1%."""
+    rows = int(os.environ.get("REVERSE_ETL_WH_TEST_ROWS", "1000000"))
     project = make_snow_project(tmp_path / "big", fakesnow_server, insider_emulator.url, rows)
     with project.config() as config:
         config["destination"].update(concurrency=8, max_batch_users=1000)

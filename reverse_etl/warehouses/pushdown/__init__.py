@@ -11,6 +11,7 @@ applies a run's acknowledged keys in one transaction (MERGE + marker).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,7 +136,8 @@ class WarehouseSnapshot:
                 self.run(statement)
         session.begin()
         try:
-            session.upload(objects.staging, [objects.col(c) for c in ("key", "digest", "keep")], rows)
+            session.upload(objects.staging, [objects.col(c) for c in ("key", "digest", "keep")], rows,
+                           stage=objects.upload_stage(secrets.token_hex(4)))
             for statement in (sql.rebuild(objects) if rebuild else [sql.merge(objects)] if rows else []):
                 self.run(statement)
             for statement in sql.write_marker(objects, run_id, fingerprint):

@@ -10,14 +10,16 @@ query ids).
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from reverse_etl.errors import SourceError
 from reverse_etl.warehouses.base import Source
 
 UPLOAD_CHUNK = 16_384
-"""Rows per INSERT when a driver has no bulk path (COPY)."""
+"""Rows per INSERT when a driver has no bulk path (COPY, a stage)."""
 
 
 class WarehouseSession(Protocol):
@@ -43,9 +45,10 @@ class WarehouseSession(Protocol):
         semi-structured (JSON text is its exact form)."""
         ...
 
-    def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *,
+               stage: str) -> None:
         """Insert ``rows`` into an existing table (``table`` and ``columns`` are quoted SQL names),
-        in bulk where the driver can."""
+        in bulk where the driver can (``stage``: a quoted name free for a temporary stage)."""
         ...
 
     def commit(self) -> None:
@@ -129,7 +132,8 @@ class SQLAlchemySession:
         finally:
             cursor.close()
 
-    def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *,
+               stage: str) -> None:
         if not rows:
             return
         names = ", ".join(columns)
@@ -220,12 +224,34 @@ class SnowflakeSession:
         finally:
             cursor.close()
 
-    def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *,
+               stage: str) -> None:
+        """Snowflake's bulk path: one CSV file, PUT to a temporary internal stage, one COPY INTO.
+
+        (INSERTs of bound rows run at about 1,000 rows a second; this is the loading path
+        Snowflake documents.) The CSV is written by DuckDB: every value quoted, NULL as an
+        unquoted empty field, which Snowflake reads back as NULL (and ``""`` as '').
+        """
+        if not rows:
+            return
+        import duckdb
+        import pyarrow as pa
+
         names = ", ".join(columns)
-        marks = ", ".join(["%s"] * len(columns))
-        for start in range(0, len(rows), UPLOAD_CHUNK):
-            self._run(f"INSERT INTO {table} ({names}) VALUES ({marks})",
-                      list(rows[start:start + UPLOAD_CHUNK])).close()
+        table_data = pa.table({f"c{i}": list(values) for i, values in enumerate(zip(*rows, strict=True))})
+        with tempfile.TemporaryDirectory(prefix="reverse_etl_upload_") as tmp:
+            path = Path(tmp) / "keys.csv"
+            with contextlib.closing(duckdb.connect()) as local:
+                local.register("upload", table_data)
+                local.execute(f"COPY upload TO '{path}' (FORMAT csv, HEADER false, FORCE_QUOTE *, NULL '')")
+            self._run(f"CREATE TEMPORARY STAGE {stage}").close()
+            try:
+                self._run(f"PUT 'file://{path.as_posix()}' @{stage} AUTO_COMPRESS=TRUE OVERWRITE=TRUE").close()
+                self._run(f"COPY INTO {table} ({names}) FROM @{stage} "
+                          "FILE_FORMAT = (TYPE = CSV FIELD_OPTIONALLY_ENCLOSED_BY = '\"') PURGE = TRUE").close()
+            finally:
+                with contextlib.suppress(SourceError):
+                    self._run(f"DROP STAGE IF EXISTS {stage}").close()
 
     # Autocommit: each statement commits alone (fakesnow cannot run the MERGE inside BEGIN ..
     # COMMIT). The commit is built so that is safe: see WarehouseSnapshot.commit.

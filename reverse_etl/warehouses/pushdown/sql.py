@@ -90,6 +90,12 @@ class Objects:
         slug = re.sub(r"[^a-z0-9_]", "_", self.sync.lower())
         return f"{self.schema_sql}.{self.own('staging_' + slug)}"
 
+    def upload_stage(self, token: str) -> str:
+        """Snowflake: a temporary internal stage a commit PUTs its keys to before COPY INTO
+        (``token``: a fresh one per upload; a temporary stage lives until the session ends)."""
+        slug = re.sub(r"[^a-z0-9_]", "_", f"{self.sync}_{token}".lower())
+        return f"{self.schema_sql}.{self.own('upload_' + slug)}"
+
     @property
     def marker(self) -> str:
         """Which local run each sync's snapshot table was last committed by."""
