@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import duckdb
 import pytest
 from click.testing import CliRunner
+from kill_run import kill_mid_delivery
 from project_factory import make_project
 from test_sync_engine import UPSERT, sent
 
@@ -22,10 +21,6 @@ from reverse_etl.insider.emulator import Emulator
 from reverse_etl.state import SyncState, read_journal
 
 
-def _acked_upserts(emu: Emulator) -> int:
-    return sum(1 for e in emu.requests() if e["path"] == UPSERT and e["status"] == 200)
-
-
 def test_sigkill_mid_delivery_then_rerun_loses_nothing_and_resends_no_acknowledged_row(
         tmp_path: Path, insider_emulator: Emulator) -> None:
     rows = 3_000
@@ -33,16 +28,7 @@ def test_sigkill_mid_delivery_then_rerun_loses_nothing_and_resends_no_acknowledg
     with project.config() as config:
         config["destination"].update(concurrency=2, max_batch_users=100)
     insider_emulator.set_faults(latency_ms=150)
-    env = {**os.environ, **project.env}
-    proc = subprocess.Popen([sys.executable, "-m", "reverse_etl", "--project", str(project.root), "run"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while _acked_upserts(insider_emulator) < 8:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "delivery never started"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_mid_delivery(project, insider_emulator)
 
     # What the killed run left: a pending change set and a journal of acknowledged batches.
     state = SyncState(project.root / ".reverse_etl", "customers")

@@ -8,16 +8,13 @@ to the model.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from kill_run import kill_mid_delivery, kill_when, start_run
 from pg_helpers import PgProject, PostgresCluster, make_pg_project
 from test_sync_engine import ATTR_DELETE, UPSERT, USER_DELETE
 
@@ -196,16 +193,6 @@ def test_a_role_that_may_not_create_the_schema_gets_the_ddl_in_one_line(
 
 
 # --------------------------------------------------------------------- kill -9
-def _start(project: PgProject) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **project.env}
-    return subprocess.Popen([sys.executable, "-m", "reverse_etl", "--project", str(project.root), "run"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _acked_upserts(emu: Emulator) -> int:
-    return sum(1 for e in emu.requests() if e["path"] == UPSERT and e["status"] == 200)
-
-
 def test_kill_mid_delivery_loses_nothing_and_resends_nothing_acknowledged(
         tmp_path: Path, postgres: PostgresCluster, insider_emulator: Emulator) -> None:
     rows = 3_000
@@ -214,14 +201,7 @@ def test_kill_mid_delivery_loses_nothing_and_resends_nothing_acknowledged(
         config["destination"].update(concurrency=2, max_batch_users=100)
     mark = len(insider_emulator.requests())
     insider_emulator.set_faults(latency_ms=150)
-    proc = _start(project)
-    deadline = time.monotonic() + 60
-    while _acked_upserts(insider_emulator) < 8:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "delivery never started"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_mid_delivery(project, insider_emulator)
 
     state = SyncState(project.root / ".reverse_etl", "customers")
     pending = state.pending()
@@ -252,18 +232,15 @@ def test_kill_before_the_merge_loses_nothing_and_resends_nothing(
     blocker = project.pg.connect(project.database)  # type: ignore[union-attr]
     blocker.autocommit = False
     blocker.execute(f"LOCK TABLE {SNAPSHOT_TABLE} IN EXCLUSIVE MODE")
-    proc = _start(project)
-    deadline = time.monotonic() + 60
     waiting: list[tuple[Any, ...]] = []
-    while not waiting:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never reached its MERGE"
-        time.sleep(0.05)
-        waiting = project.pg_sql("SELECT query FROM pg_stat_activity WHERE application_name LIKE "
-                                 "'reverse_etl/customers/%' AND wait_event_type = 'Lock'")
+
+    def merge_waits() -> bool:
+        waiting[:] = project.pg_sql("SELECT query FROM pg_stat_activity WHERE application_name LIKE "
+                                    "'reverse_etl/customers/%' AND wait_event_type = 'Lock'")
+        return bool(waiting)
+
+    kill_when(start_run(project), merge_waits, timeout=60, never="the run never reached its MERGE")
     assert "MERGE" in waiting[0][0]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     blocker.rollback()
     blocker.close()
     delivered = Counter(u["identifiers"]["uuid"] for u in sent_since(insider_emulator, mark, UPSERT))

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kill_run import kill_mid_delivery
 from project_factory import ProjectUnderTest, base_config
 from test_postgres_engine import sent_since
 from test_sync_engine import UPSERT, USER_DELETE
@@ -127,16 +124,7 @@ def test_snowflake_kill_mid_delivery_loses_nothing_and_resends_nothing_acknowled
     with project.config() as config:
         config["destination"].update(concurrency=2, max_batch_users=100)
     insider_emulator.set_faults(latency_ms=150)
-    env = {**os.environ, **project.env}
-    proc = subprocess.Popen([sys.executable, "-m", "reverse_etl", "--project", str(project.root), "run"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while sum(1 for e in insider_emulator.requests() if e["path"] == UPSERT and e["status"] == 200) < 6:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "delivery never started"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_mid_delivery(project, insider_emulator, after_acked=6, timeout=90)
     state = SyncState(project.root / ".reverse_etl", "customers")
     pending = state.pending()
     assert pending is not None
