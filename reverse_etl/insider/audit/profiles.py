@@ -20,7 +20,7 @@ import orjson
 from reverse_etl.errors import AuthenticationError, DeliveryError
 from reverse_etl.insider.config import InsiderDestinationConfig
 from reverse_etl.insider.http.endpoints import Endpoint, limiter_for
-from reverse_etl.insider.http.responses import parse_retry_after, shorten
+from reverse_etl.insider.http.responses import profile_read_answer
 from reverse_etl.insider.http.retrying import RetryableError, make_retrying
 from reverse_etl.insider.http.useragent import USER_AGENT
 from reverse_etl.redact import redact
@@ -96,17 +96,8 @@ async def _read_all(config: InsiderDestinationConfig, bodies: Sequence[tuple[str
             if response.status_code in (401, 403):
                 raise AuthenticationError(redact(f"Insider refused the profile read (HTTP {response.status_code}): "
                                                  f"check destination.partner and api_key"))
-            if response.status_code == 404:
-                return None
-            if response.status_code == 200:
-                answer = orjson.loads(response.content)
-                if isinstance(answer, dict):
-                    return answer
-            if response.status_code == 429 or response.status_code >= 500:
-                raise RetryableError(f"profile read: HTTP {response.status_code}",
-                                     parse_retry_after(response.headers.get("Retry-After")))
-            raise DeliveryError(redact(f"profile read for {kv!r}: HTTP {response.status_code}: "
-                                       f"{shorten(response.text)}"))
+            return profile_read_answer(
+                response, lambda line: DeliveryError(redact(line.replace("profile read", f"profile read for {kv!r}", 1))))
 
         retrying = make_retrying(max_retries=config.max_retries, wait_base=wait_base, wait_max=30.0,
                                  retry_after_cap=120.0)

@@ -33,7 +33,13 @@ from reverse_etl.errors import AuthenticationError, DeliveryError
 from reverse_etl.insider.config import InsiderDestinationConfig
 from reverse_etl.insider.http.batching import Batch, Oversize, build_body, pack
 from reverse_etl.insider.http.endpoints import Endpoint, build_limiters
-from reverse_etl.insider.http.responses import Kind, Verdict, judge, parse_retry_after, shorten
+from reverse_etl.insider.http.responses import (
+    Kind,
+    Verdict,
+    judge,
+    profile_read_answer,
+    shorten,
+)
 from reverse_etl.insider.http.results import BatchResult, DeliveryStats
 from reverse_etl.insider.http.retrying import AmbiguousError, RetryableError, make_retrying
 from reverse_etl.insider.http.useragent import USER_AGENT
@@ -366,18 +372,9 @@ class _Run:
                 response = await lane.request(endpoint.method, endpoint.path, content=payload)
             except httpx.TransportError as error:
                 raise RetryableError(self._redact(f"profile read: {type(error).__name__}")) from None
-            if response.status_code == 404:
-                return None
-            if response.status_code == 200:
-                answer = orjson.loads(response.content)
-                if isinstance(answer, dict):
-                    return answer
-            if response.status_code == 429 or response.status_code >= 500:
-                raise RetryableError(f"profile read: HTTP {response.status_code}",
-                                     parse_retry_after(response.headers.get("Retry-After")))
-            # Anything else cannot tell what Insider holds: stop retrying, report it.
-            raise _Unreadable(self._redact(f"profile read: HTTP {response.status_code}: "
-                                           f"{shorten(response.text)}"))
+            # Anything but a profile, a 404 or a retryable answer cannot tell what Insider
+            # holds: stop retrying, report it.
+            return profile_read_answer(response, lambda line: _Unreadable(self._redact(line)))
 
         retrying = make_retrying(max_retries=self.config.max_retries, wait_base=self.client.wait_base,
                                  wait_max=self.client.wait_max, retry_after_cap=self.client.retry_after_cap)

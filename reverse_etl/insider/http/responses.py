@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import httpx
 import orjson
 
 from reverse_etl.insider.http.endpoints import Endpoint
+from reverse_etl.insider.http.retrying import RetryableError
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 """Answers worth retrying with backoff (Insider documents 429 and 500/502/503/504/520)."""
@@ -211,3 +213,20 @@ def judge(
             "check destination.api_base_url",
         )
     return Verdict(Kind.REJECT, f"HTTP {status}: {message}")
+
+
+def profile_read_answer(response: httpx.Response, unreadable: Callable[[str], Exception]) -> dict[str, Any] | None:
+    """What a profile read (``POST /api/user/v1/profile``) answered: the profile, or None (404:
+    no such user). 429 and 5xx raise :class:`RetryableError` (with Retry-After); any other answer
+    cannot tell what Insider holds and raises ``unreadable(one line)``.
+    """
+    if response.status_code == 404:
+        return None
+    if response.status_code == 200:
+        answer = orjson.loads(response.content)
+        if isinstance(answer, dict):
+            return answer
+    if response.status_code == 429 or response.status_code >= 500:
+        raise RetryableError(f"profile read: HTTP {response.status_code}",
+                             parse_retry_after(response.headers.get("Retry-After")))
+    raise unreadable(f"profile read: HTTP {response.status_code}: {shorten(response.text)}")
