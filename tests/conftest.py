@@ -1,10 +1,11 @@
-"""Fixtures for every suite: the Insider emulator (a pytest plugin of the package) and one
-throwaway PostgreSQL cluster per session (``postgres``; used by the warehouse engine and
-the write-back tests, one database per test)."""
+"""Fixtures for every suite: the Insider emulator (a pytest plugin of the package), one
+throwaway PostgreSQL cluster per session (``postgres``) and one fakesnow server per session
+(``fakesnow_server``); the suites that use them keep apart by a database per test."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from postgres_cluster import PostgresCluster, session_cluster
@@ -17,3 +18,15 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresClust
     """A PostgreSQL cluster on 127.0.0.1 and a free port, stopped at the end of the session."""
     with session_cluster(tmp_path_factory) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def fakesnow_server() -> Iterator[Any]:
+    """A fakesnow server on 127.0.0.1 (behind the login gate of tests/sources/fakesnow_helpers);
+    the real Snowflake connector talks to it."""
+    pytest.importorskip("snowflake.connector")
+    pytest.importorskip("fakesnow")
+    from sources.fakesnow_helpers import serve_fakesnow
+
+    with serve_fakesnow() as server:
+        yield server
