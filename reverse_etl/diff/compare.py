@@ -2,8 +2,9 @@
 
 Tables in the engine connection:
 
-``cur_raw``  every model row: key, the mapped raw columns (``col:<name>``) and a
-             ``digest`` (md5) of the tracked ones. ``present`` views its keys.
+``cur_raw``  every model row: key, a ``digest`` (md5) of the tracked raw values and
+             either the source row's ``rid`` or the mapped raw columns (``col:<name>``).
+             ``present`` views its keys.
 ``snap``     key, the tracked fields (encoded), ``digest``: what Insider acknowledged.
 ``delta_keys`` keys that are new or whose digest differs from the snapshot's.
 ``cur``      the rows that matter this run (delta, null or duplicate keys):
@@ -55,17 +56,23 @@ RAW_PREFIX = "col:"
 
 
 def create_current_raw(con: duckdb.DuckDBPyConnection, source_table: str, key_sql: str,
-                       columns: Sequence[str], digest_texts: Sequence[str]) -> None:
-    """``cur_raw``: every model row's key, its mapped raw columns and a digest of them.
+                       columns: Sequence[str], digest_texts: Sequence[str], *, by_rowid: bool = False) -> None:
+    """``cur_raw``: every model row's key and a digest of its tracked values.
 
-    Also ``dups`` (keys on more than one row) and the view ``present`` (every key
-    in the model). Nothing is encoded here: a no-change run over millions of rows
-    only hashes and joins.
+    With ``by_rowid`` (``source_table`` is a table that outlives ``cur``) it holds only
+    ``key``, ``digest`` and ``rid`` (the source row's ``rowid``): :func:`create_current`
+    reads the raw columns of the rows it needs from the source table, so a no-change
+    run never copies a model's values. Otherwise the mapped raw columns are copied in
+    (``col:<name>``). Also ``dups`` (keys on more than one row) and the view ``present``
+    (every key in the model). Nothing is encoded here.
     """
-    cols = ", ".join(f"{ident(c)} AS {ident(RAW_PREFIX + c)}" for c in columns)
+    if by_rowid:
+        kept = "rowid AS rid"
+    else:
+        kept = ", ".join(f"{ident(c)} AS {ident(RAW_PREFIX + c)}" for c in columns)
     con.execute(f"""
         CREATE OR REPLACE TABLE cur_raw AS
-        SELECT {key_sql} AS key, {text_digest_sql(digest_texts)} AS digest{", " + cols if cols else ""}
+        SELECT {key_sql} AS key, {text_digest_sql(digest_texts)} AS digest{", " + kept if kept else ""}
         FROM {source_table}
     """)
     # Duplicate keys by aggregation, not a window: far cheaper over millions of rows.
@@ -86,23 +93,33 @@ def create_delta_keys(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedField], key_label: str,
-                   extra_reasons: Sequence[str] = (), *, every_row: bool = False) -> None:
+                   extra_reasons: Sequence[str] = (), *, every_row: bool = False,
+                   raw_table: str | None = None, raw_columns: Sequence[str] = ()) -> None:
     """``cur``: the rows that matter this run, encoded and validated, with a reason if invalid.
 
     Those are the delta rows and the rows with a null or duplicate key (or
     ``every_row``, for modes that need the whole model, such as a segment upload).
+    ``raw_table``: ``cur_raw`` was made ``by_rowid``; the ``raw_columns`` of those rows
+    are read from that table.
     """
     values = ",\n  ".join(f"CAST({e.value_sql} AS VARCHAR) AS {ident(e.field.name)}" for e in encoded)
     reasons = ", ".join([e.reason_sql for e in encoded if e.reason_sql != "NULL"] + list(extra_reasons)) or "NULL"
     wanted = "TRUE" if every_row else """(c.key IS NULL
         OR EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)
         OR EXISTS (SELECT 1 FROM dups d WHERE d.key = c.key))"""
+    if raw_table is None:
+        rows = f"SELECT * FROM cur_raw c WHERE {wanted}"
+    else:
+        cols = ", ".join(f"m.{ident(col)} AS {ident(RAW_PREFIX + col)}" for col in raw_columns)
+        rows = (f"SELECT w.key, w.digest{', ' + cols if cols else ''} FROM (SELECT * FROM cur_raw c WHERE {wanted}) w "
+                f"JOIN {raw_table} m ON m.rowid = w.rid")
     con.execute(f"""
         CREATE OR REPLACE TABLE cur AS
-        WITH encoded AS (
+        WITH wanted AS ({rows}),
+        encoded AS (
           SELECT key, digest, {values},
             nullif(concat_ws('; ', {reasons}), '') AS field_reason
-          FROM cur_raw c WHERE {wanted}
+          FROM wanted c
         )
         SELECT e.* EXCLUDE (field_reason),
           CASE
@@ -206,19 +223,28 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     def v(f: Field) -> str:
         return ident("v:" + f.name)
 
-    plain_cols = ", ".join(f"{v(f)}, {w(f)}" for f in fields)
-    # Same column order as plain_cols: the two are combined with UNION ALL.
-    merged_cols = ", ".join(f"max({v(f)}) FILTER (WHERE {w(f)}) AS {v(f)}, bool_or({w(f)}) AS {w(f)}"
-                            for f in fields)
-    final_cols = ", ".join(f"CASE WHEN m.{w(f)} THEN m.{v(f)} ELSE s.{ident(f.name)} END AS {ident(f.name)}"
-                           for f in fields)
     auto = ", ".join(literal(op) for op in AUTO_ACKED_OPS)
     drops = ", ".join(literal(op) for op in DROP_OPS)
-    unchanged_rows = ("UNION ALL SELECT d.key, d.digest FROM delta d WHERE d.s_key IS NOT NULL "
-                      "AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.key = d.key)") if with_delta else ""
+    writes = f"(ok AND op NOT IN ({drops}))"  # an acknowledged operation that writes values
+    sep = ", " if fields else ""
+    # One row per touched key. Most keys have one operation and need no aggregation;
+    # only the few with several (``multi``) are grouped. Both branches have the same
+    # columns: every operation acknowledged, the row's digest, dropped by an
+    # acknowledged removal, wrote anything, and per field the value written (if any).
+    single_cols = ", ".join(f"CASE WHEN {writes} AND {w(f)} THEN {v(f)} END AS {v(f)}, "
+                            f"({writes} AND {w(f)}) AS {w(f)}" for f in fields)
+    multi_cols = ", ".join(f"max({v(f)}) FILTER (WHERE {writes} AND {w(f)}) AS {v(f)}, "
+                           f"coalesce(bool_or({writes} AND {w(f)}), FALSE) AS {w(f)}" for f in fields)
+    final_cols = ", ".join(f"CASE WHEN k.{w(f)} THEN k.{v(f)} ELSE s.{ident(f.name)} END AS {ident(f.name)}"
+                           for f in fields)
+    snap_cols = ", ".join(f"s.{ident(f.name)}" for f in fields)
+    # Delta rows that needed no operation (their values did not change as Insider sees
+    # them): only their digest is refreshed.
+    untouched_delta = ("SELECT d.key, d.digest FROM delta d WHERE d.s_key IS NOT NULL "
+                       "AND NOT EXISTS (SELECT 1 FROM keyed k WHERE k.key = d.key)") if with_delta else \
+        "SELECT NULL::VARCHAR AS key, NULL::VARCHAR AS digest WHERE FALSE"
     prune = (f"{prune_sql} AND NOT EXISTS (SELECT 1 FROM present p WHERE p.key = pruned.key)"
              if prune_sql and with_delta else "FALSE")
-    sep = ", " if fields else ""
     con.execute(f"""
         CREATE OR REPLACE TABLE new_snap AS
         WITH flagged AS (  -- payloads are not needed here, and they are most of the bytes
@@ -226,42 +252,30 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
             (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok
           FROM changes ch
         ),
-        touched AS (SELECT key, bool_and(ok) AS all_acked, any_value(digest) AS digest
-                    FROM flagged GROUP BY key),
-        acked AS (SELECT * FROM flagged WHERE ok),
-        -- Most keys have one operation: aggregate only the few with several.
-        multi AS (SELECT key FROM acked WHERE op NOT IN ({drops}) GROUP BY key HAVING count(*) > 1),
-        merged AS (
-          SELECT key{sep}{plain_cols} FROM acked a
-          WHERE op NOT IN ({drops}) AND NOT EXISTS (SELECT 1 FROM multi x WHERE x.key = a.key)
+        multi AS (SELECT key FROM flagged GROUP BY key HAVING count(*) > 1),
+        keyed AS (
+          SELECT key, ok AS all_acked, digest, (ok AND op IN ({drops})) AS dropped,
+                 {writes} AS wrote{sep}{single_cols}
+          FROM flagged f WHERE NOT EXISTS (SELECT 1 FROM multi m WHERE m.key = f.key)
           UNION ALL
-          SELECT key{sep}{merged_cols} FROM acked a
-          WHERE op NOT IN ({drops}) AND EXISTS (SELECT 1 FROM multi x WHERE x.key = a.key) GROUP BY key
+          SELECT key, bool_and(ok), any_value(digest), bool_or(ok AND op IN ({drops})),
+                 bool_or({writes}){sep}{multi_cols}
+          FROM flagged f WHERE EXISTS (SELECT 1 FROM multi m WHERE m.key = f.key) GROUP BY key
         ),
-        dropped AS (SELECT DISTINCT key FROM acked WHERE op IN ({drops})),
-        fresh AS (SELECT key, digest FROM touched WHERE all_acked AND digest IS NOT NULL
-                  {unchanged_rows}),
-        -- Every key this run can alter (merged and dropped keys are touched ones). The other
-        -- snapshot rows (all but the changed few on most runs) pass through unjoined.
-        affected AS (SELECT key FROM touched UNION SELECT key FROM fresh),
-        snap_affected AS (SELECT * FROM snap s WHERE EXISTS (SELECT 1 FROM affected a WHERE a.key = s.key)),
-        folded AS (
-          SELECT coalesce(s.key, m.key, f.key) AS key{sep}{final_cols},
-            CASE WHEN f.key IS NOT NULL THEN f.digest
-                 WHEN t.key IS NOT NULL AND s.digest = {literal(RESEND_DIGEST)} THEN s.digest
-                 WHEN t.key IS NOT NULL THEN NULL
-                 ELSE s.digest END AS digest
-          FROM snap_affected s
-          FULL OUTER JOIN merged m ON s.key = m.key
-          FULL OUTER JOIN fresh f ON f.key = coalesce(s.key, m.key)
-          LEFT JOIN touched t ON t.key = coalesce(s.key, m.key, f.key)
-          WHERE NOT EXISTS (SELECT 1 FROM dropped d WHERE d.key = coalesce(s.key, m.key, f.key))
-        )
+        fresh AS ({untouched_delta})
         SELECT * FROM (
-          SELECT * FROM folded
+          -- Every key this run touched, against its snapshot row (if any).
+          SELECT k.key{sep}{final_cols},
+            CASE WHEN k.all_acked AND k.digest IS NOT NULL THEN k.digest
+                 WHEN s.digest = {literal(RESEND_DIGEST)} THEN s.digest
+                 ELSE NULL END AS digest
+          FROM keyed k LEFT JOIN snap s ON s.key = k.key
+          WHERE NOT k.dropped AND (s.key IS NOT NULL OR k.wrote OR (k.all_acked AND k.digest IS NOT NULL))
           UNION ALL
-          SELECT key{sep}{", ".join(ident(f.name) for f in fields)}, digest FROM snap s
-          WHERE NOT EXISTS (SELECT 1 FROM affected a WHERE a.key = s.key)
+          -- The other snapshot rows (all but the changed few on most runs) pass through.
+          SELECT s.key{sep}{snap_cols}, coalesce(f.digest, s.digest) AS digest
+          FROM snap s LEFT JOIN fresh f ON f.key = s.key
+          WHERE NOT EXISTS (SELECT 1 FROM keyed k WHERE k.key = s.key)
         ) pruned
         WHERE NOT coalesce({prune}, FALSE)
     """)

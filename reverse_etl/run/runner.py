@@ -285,9 +285,11 @@ class SyncRunner:
             return diff.raw_text_sql(source_column(f), type_of(f))
 
         # Pass 1 over every row: keys and a digest of the raw tracked values, no encoding.
-        self._create_current_raw(con, source_table, mode.key_sql(source_column, source_text),
-                                 sorted(set(columns.values())), [source_text(f) for f in self.tracked])
-        con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # everything needed is in cur_raw now
+        raw_columns = sorted(set(columns.values()))
+        raw_table = self._create_current_raw(con, source_table, mode.key_sql(source_column, source_text),
+                                             raw_columns, [source_text(f) for f in self.tracked])
+        if raw_table is None:
+            con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # everything needed is in cur_raw now
         self.baseline = load_baseline(con, self.state, self.committer, self.tracked, self.fingerprint,
                                       full_refresh=full_refresh, reconcile=self.mode.reconciles_resend,
                                       plan=fold_pending, destination=self.destination)
@@ -306,7 +308,9 @@ class SyncRunner:
             return f"({encoded[f.name].value_sql})"
 
         diff.create_current(con, list(encoded.values()), mode.key_label,
-                            mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery)
+                            mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery,
+                            raw_table=raw_table, raw_columns=raw_columns)
+        con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # the rows that matter are in cur now
         if encode_only:  # an audit needs the encoded rows, not the operations
             result.counts["invalid"] = scalar(con, "SELECT count(*) FROM cur WHERE reason IS NOT NULL")
             return
@@ -329,9 +333,17 @@ class SyncRunner:
         return load_model(con, self.source, self.model, self.sync.name)
 
     def _create_current_raw(self, con: duckdb.DuckDBPyConnection, source_table: str, key_sql: str,
-                            columns: list[str], digest_texts: list[str]) -> None:
-        """Pass 1: ``cur_raw`` (key, digest, raw columns), ``dups`` and ``present``."""
-        diff.create_current_raw(con, source_table, key_sql, columns, digest_texts)
+                            columns: list[str], digest_texts: list[str]) -> str | None:
+        """Pass 1: ``cur_raw`` (key, digest, and raw columns or row ids), ``dups`` and ``present``.
+
+        Returns the table whose rows ``cur_raw.rid`` points at (pass 2 reads the raw
+        values of the rows it encodes from there), or None when ``cur_raw`` holds them.
+        """
+        # The model's own table stays until pass 2; a mode's view over it (the e-commerce
+        # explode) has no row ids, so its raw columns are copied.
+        by_rowid = source_table == MODEL_TABLE
+        diff.create_current_raw(con, source_table, key_sql, columns, digest_texts, by_rowid=by_rowid)
+        return source_table if by_rowid else None
 
     def _after_baseline(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> None:
         """Called once ``snap`` is loaded, before the delta is computed."""

@@ -206,7 +206,7 @@ class WarehouseRunner(SyncRunner):
         return mode.key_sql(column_of, text_of), [text_of(f) for f in self.tracked]
 
     def _create_current_raw(self, con: duckdb.DuckDBPyConnection, source_table: str, key_sql: str,
-                            columns: list[str], digest_texts: list[str]) -> None:
+                            columns: list[str], digest_texts: list[str]) -> str | None:
         if source_table != MODEL_TABLE:
             raise ConfigError(f"sync {self.sync.name!r}: engine: warehouse does not support a mode that "
                               "reshapes the model's rows (the e-commerce preset); use engine: local for it")
@@ -221,6 +221,7 @@ class WarehouseRunner(SyncRunner):
         con.execute("CREATE OR REPLACE TABLE dups AS SELECT key, count(*) AS n FROM cur_raw "
                     "WHERE key IS NOT NULL GROUP BY key HAVING count(*) > 1")
         con.execute("CREATE OR REPLACE VIEW present AS SELECT key FROM cur_raw WHERE key IS NOT NULL")
+        return None  # the few rows that travelled are copied whole
 
     def _after_baseline(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> None:
         meta = self.state.meta()

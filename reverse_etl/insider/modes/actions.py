@@ -32,4 +32,4 @@ class UserAction(Mode):
 
     def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
         body = payloads.identifiers_body_json(self.fields, cur)
-        con.execute(once_per_row(self.tracked, literal(self.op), body))
+        once_per_row(con, self.tracked, literal(self.op), body)

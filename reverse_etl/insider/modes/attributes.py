@@ -169,7 +169,7 @@ class UpsertAttributes(Mode):
                  {writes(self.tracked, lambda g: "NULL::VARCHAR", _only(f))}
           FROM delta d WHERE {gone(f)}""")
         ops.append(self._removed())
-        con.execute(numbered(" UNION ALL ".join(ops)))
+        numbered(con, " UNION ALL ".join(ops))
 
     def _removed(self) -> str:
         on_removed = self.sync.on_removed
@@ -254,5 +254,5 @@ class DeleteAttributes(Mode):
 
         anything = " OR ".join(f"{whole(f)} OR {partial(f)} IS NOT NULL" for f in self.attrs) or "FALSE"
         body = payloads.attribute_delete_json(self.ids, cur, self.attrs, whole, partial)
-        con.execute(once_per_row(self.tracked, f"CASE WHEN {anything} THEN 'delete_attributes' ELSE 'noop' END",
-                                 f"CASE WHEN {anything} THEN {body} END"))
+        once_per_row(con, self.tracked, f"CASE WHEN {anything} THEN 'delete_attributes' ELSE 'noop' END",
+                     f"CASE WHEN {anything} THEN {body} END")

@@ -125,7 +125,7 @@ class AudienceUpsert(UpsertAttributes):
         ops.extend(self._transition_ops())
         if self.sync.on_removed != "delete_user":
             ops.extend(self._removed_ops())
-        con.execute(numbered(" UNION ALL BY NAME ".join(f"({q})" for q in ops)))
+        numbered(con, " UNION ALL BY NAME ".join(f"({q})" for q in ops))
         con.execute("DROP TABLE attribute_changes")
 
     def _entered(self, f: Field) -> str:

@@ -78,13 +78,13 @@ class UserEvents(Mode):
 
     def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
         body = payloads.event_user_json(self.ids, cur, cur(self.name), cur(self.timestamp), self.params, cur)
-        con.execute(numbered(f"""
+        numbered(con, f"""
           SELECT d.key, CASE WHEN d.s_key IS NULL THEN 'added' ELSE 'changed' END AS change,
                  CASE WHEN d.s_key IS NULL THEN 'upsert' ELSE 'noop' END AS op,
                  CASE WHEN d.s_key IS NULL THEN {body} END AS payload,
                  {writes(self.tracked, cur, lambda f: "TRUE")}
           FROM delta d
-        """))
+        """)
 
     def prune_sql(self) -> str:
         ts = f"try_cast(json_extract_string({ident(self.timestamp.name)}, '$') AS TIMESTAMP)"

@@ -75,4 +75,4 @@ class UserAudiences(Mode):
                                              not_append=self.sync.operation == "replace")
         else:
             body = payloads.attribute_delete_json(self.ids, cur, arrays, lambda f: "FALSE", array_of)
-        con.execute(once_per_row(self.tracked, literal(self.op), body))
+        once_per_row(con, self.tracked, literal(self.op), body)
