@@ -179,8 +179,10 @@ def load_resend_snapshot(con: duckdb.DuckDBPyConnection, path: str, fields: Sequ
 
 def replace_snapshot(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Make ``table`` (e.g. a folded ``new_snap``) the ``snap`` the diff compares against."""
+    # Materialised first: a folded ``new_snap`` is a view over ``snap`` itself.
+    con.execute(f"CREATE OR REPLACE TABLE next_snap AS SELECT * FROM {table}")
     _drop_snap(con)
-    con.execute(f"CREATE TABLE snap AS SELECT * FROM {table}")
+    con.execute("ALTER TABLE next_snap RENAME TO snap")
 
 
 def create_delta(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field]) -> None:
@@ -203,6 +205,10 @@ def create_delta(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field]) -> No
 def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: str,
          prune_sql: str | None = None, *, with_delta: bool = True) -> None:
     """``new_snap`` = ``snap`` with the acknowledged rows of ``changes`` applied.
+
+    ``new_snap`` is a view: the commit streams it straight into the new snapshot
+    file (one pass over the old one, no million-row copy in between), so it must be
+    read before ``snap``, ``changes`` or ``acked_table`` change.
 
     ``fields`` are the tracked fields. ``acked_table`` has one column ``row_id``.
     Operations that need no request (``noop``, ``forget``) are applied as
@@ -246,7 +252,7 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     prune = (f"{prune_sql} AND NOT EXISTS (SELECT 1 FROM present p WHERE p.key = pruned.key)"
              if prune_sql and with_delta else "FALSE")
     con.execute(f"""
-        CREATE OR REPLACE TABLE new_snap AS
+        CREATE OR REPLACE VIEW new_snap AS
         WITH flagged AS (  -- payloads are not needed here, and they are most of the bytes
           SELECT ch.key, ch.op, ch.digest{sep}{", ".join(f"ch.{v(f)}, ch.{w(f)}" for f in fields)},
             (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok

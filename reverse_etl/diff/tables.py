@@ -38,7 +38,7 @@ removed), ``op``, ``payload`` (what is sent, NULL for no request), ``digest``, a
 field ``v:<field>`` (value the snapshot takes once acknowledged) and ``w:<field>`` (take it?)."""
 
 NEW_SNAPSHOT = "new_snap"
-"""The fold's result: the snapshot after this run's acknowledged operations."""
+"""The fold's result (a view, read once by the commit): the snapshot after this run's acknowledged operations."""
 
 OLD_REJECTED = "old_rej"
 """Rows held back by earlier runs (``diff.rejected.REJECTED_COLUMNS``)."""

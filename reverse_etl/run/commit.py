@@ -58,9 +58,10 @@ class Committer:
             snap_name, rows = previous.snapshot, previous.rows
         else:
             snap_name = f"snapshot-{run_id}.parquet"
-            con.execute(f"COPY new_snap TO {literal(str(self.state.path(snap_name)))} "
-                        "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
-            rows = scalar(con, "SELECT count(*) FROM new_snap")
+            # COPY answers the rows it wrote: no second pass over the (view) new_snap.
+            written = con.execute(f"COPY new_snap TO {literal(str(self.state.path(snap_name)))} "
+                                  "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)").fetchone()
+            rows = int(written[0]) if written else 0
         con.execute(f"COPY new_rej TO {literal(str(self.state.path(rej_name)))} (FORMAT parquet)")
         # A kept snapshot keeps its checksum (verified at load): no second pass over it.
         kept = {snap_name: previous.checksums[snap_name]} if keep_snapshot and snap_name in previous.checksums else {}
