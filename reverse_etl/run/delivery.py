@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from reverse_etl.diff.sqltext import literal, scalar
 from reverse_etl.errors import ConfigError, DeliveryError
@@ -103,10 +104,11 @@ def deliver_changes(con: duckdb.DuckDBPyConnection, sync_name: str,
 
 
 def _chunks(con: duckdb.DuckDBPyConnection, where: str,
-            size: int = 20_000) -> Iterator[tuple[list[int], list[str]]]:
-    """(row ids, payloads) in Arrow-sized chunks, read lazily as the sender asks."""
+            size: int = 20_000) -> Iterator[tuple[pa.Array, pa.Array]]:
+    """(row ids, payloads) as Arrow arrays in chunks of ``size`` rows, read lazily as the
+    sender asks; never turned into Python objects here (the sender packs them in bulk)."""
     cursor = con.cursor()
     reader = arrow_reader(cursor, f"SELECT row_id, payload FROM changes WHERE {where} ORDER BY row_id", size)
     for batch in reader:
-        yield batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        yield batch.column(0), batch.column(1)
     cursor.close()

@@ -81,7 +81,20 @@ def read_journal(path: Path) -> JournalContents:
 
 
 def to_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
-    """Row ids → sorted inclusive (first, last) ranges; batches are mostly contiguous."""
+    """Row ids → sorted inclusive (first, last) ranges; batches are mostly contiguous.
+
+    The normal case, ids already ascending without a gap, is recognised by one
+    list comparison (no sort, no Python loop); anything else takes the loop.
+    """
+    if isinstance(ids, range) and ids.step == 1:
+        return [(ids.start, ids.stop - 1)] if ids else []
+    ids = ids if isinstance(ids, list) else list(ids)
+    if not ids:
+        return []
+    first, last = ids[0], ids[-1]
+    if (type(first) is int and type(last) is int and last - first == len(ids) - 1
+            and ids == list(range(first, last + 1))):
+        return [(first, last)]
     ranges: list[tuple[int, int]] = []
     for row_id in sorted(ids):
         if ranges and ranges[-1][1] == row_id - 1:

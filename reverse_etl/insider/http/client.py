@@ -43,7 +43,7 @@ from reverse_etl.insider.http.responses import (
 from reverse_etl.insider.http.results import BatchResult, DeliveryStats
 from reverse_etl.insider.http.retrying import AmbiguousError, RetryableError, make_retrying
 from reverse_etl.insider.http.useragent import USER_AGENT
-from reverse_etl.insider.http.verify import appends, verify
+from reverse_etl.insider.http.verify import batch_appends, verify
 
 log = logging.getLogger("reverse_etl.insider.http")
 
@@ -308,7 +308,7 @@ class _Run:
         users are read back (after ``verify_delay_seconds``), those Insider already holds
         are acknowledged, and only the rest of each user is sent again.
         """
-        appending = self.endpoint is Endpoint.UPSERT and any(map(appends, batch.items))
+        appending = self.endpoint is Endpoint.UPSERT and batch_appends(batch)
         rounds = 0
         while True:
             body = build_body(batch, bulk=self.endpoint.bulk, skip_hook=self.skip_hook)
@@ -341,7 +341,7 @@ class _Run:
                 if not found.rest.row_ids:
                     return None
                 batch = found.rest
-                appending = any(map(appends, batch.items))
+                appending = batch_appends(batch)
                 continue
             except RetryableError as error:
                 self._give_up(batch, error)

@@ -15,8 +15,9 @@ hold yet is sent again:
 - a user left with nothing is acknowledged without a resend.
 
 A user Insider does not know (404) has had nothing applied: it is resent whole.
-Classifying a request costs a byte search per item, no parsing; parsing happens
-only on this failure path.
+Classifying a request costs a few byte searches over its body (per item only
+when its arrays may append, and then inside one Arrow kernel), no parsing;
+parsing happens only on this failure path.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from reverse_etl.insider.http.batching import Batch
 
@@ -35,13 +38,49 @@ ReadProfile = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 """Reads one profile (a profile-read body) → the answer, or None when Insider has no such user."""
 
 
+EVENTS = b'"events":'
+NOT_APPEND = b'"not_append":true'
+
+
 def appends(item: bytes) -> bool:
     """True when an upsert user object may append: it carries events, or arrays without
     ``not_append``. Conservative: a ``[`` inside a string also counts (a needless check,
     never a duplicate)."""
-    if b'"events":' in item:
+    if EVENTS in item:
         return True
-    return b"[" in item and b'"not_append":true' not in item
+    return b"[" in item and NOT_APPEND not in item
+
+
+def batch_appends(batch: Batch) -> bool:
+    """True when any user object of ``batch`` may append: exactly ``any(map(appends, items))``.
+
+    Decided on the joined items (``i1,i2,...``) without splitting them. None of
+    the searched texts holds a comma, so none can straddle two items: ``"events":``
+    anywhere means some item carries events (appends); no ``[`` anywhere means no
+    item has an array (does not append). Otherwise each item must be looked at
+    (``[`` without ``"not_append":true`` in the *same* item appends, and counts
+    over the body cannot tell which item holds what), which one Arrow kernel
+    does over the items in place.
+    """
+    joined = batch.joined
+    if EVENTS in joined:
+        return True
+    if b"[" not in joined:
+        return False
+    sizes = batch.sizes
+    if len(sizes) == 1:
+        return NOT_APPEND not in joined
+    # The items as an Arrow array over ``joined`` without copying it: item k spans
+    # from its start to the next one's, its trailing comma included (harmless, as
+    # no searched text holds a comma).
+    starts = [0, *pc.cumulative_sum(pa.array(sizes, pa.int64())).to_pylist()]
+    offsets = pc.add(pa.array(starts, pa.int64()), pa.array(range(len(starts)), pa.int64()))
+    offsets = pc.min_element_wise(offsets, len(joined))
+    items = pa.Array.from_buffers(pa.large_binary(), len(sizes),
+                                  [None, offsets.buffers()[1], pa.py_buffer(joined)])
+    appending = pc.and_not(pc.match_substring(items, "["),
+                           pc.match_substring(items, NOT_APPEND.decode()))
+    return bool(pc.any(appending).as_py())
 
 
 def _attributes(user: dict[str, Any]) -> list[tuple[str | None, str]]:
