@@ -21,10 +21,10 @@ COUNTS = {"requests": 0, "users": 0}
 async def acknowledge(request: web.Request) -> web.Response:
     """Any POST/PATCH/DELETE: count the users in the body, acknowledge them all."""
     body = await request.read()
-    users = 0
-    if body:
-        data = orjson.loads(body)
-        users = len(data.get("users", ())) if isinstance(data, dict) else 0
+    # Counted without parsing: each user object of a bulk body opens with its identifiers
+    # (how the engine encodes them), so a byte count is exact and costs the stand-in next
+    # to nothing; parsing 1,000-user bodies made it, not the engine, the bound.
+    users = body.count(b'{"identifiers":') if body.startswith(b'{"users":[') else 0
     COUNTS["requests"] += 1
     COUNTS["users"] += users or 1
     return web.Response(body=orjson.dumps({"data": {"successful": {"count": users or 1}, "fail": {}}}),

@@ -16,7 +16,7 @@ from reverse_etl.warehouses.base import Source
 MODEL_TABLE = MODEL_ROWS
 
 
-def engine_connection(tmp_dir: Path, memory_limit: str = "2GB",
+def engine_connection(tmp_dir: Path, memory_limit: str = "640MB",
                       threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB bounded to ``memory_limit``, spilling to the sync's tmp dir."""
     tmp_dir.mkdir(parents=True, exist_ok=True)

@@ -105,10 +105,24 @@ def deliver_changes(con: duckdb.DuckDBPyConnection, sync_name: str,
 
 def _chunks(con: duckdb.DuckDBPyConnection, where: str,
             size: int = 20_000) -> Iterator[tuple[pa.Array, pa.Array]]:
-    """(row ids, payloads) as Arrow arrays in chunks of ``size`` rows, read lazily as the
-    sender asks; never turned into Python objects here (the sender packs them in bulk)."""
+    """(row ids, payloads) as Arrow arrays, in row-id order, read lazily as the sender asks;
+    never turned into Python objects here (the sender packs them in bulk).
+
+    Row ids are contiguous per operation, so a lane's rows nearly fill the span of its
+    ids: reading it ``size`` ids at a time sorts one chunk, never the whole change set
+    (whose payloads spill to disk at millions of rows), and the row groups outside each
+    range are skipped by their zone maps.
+    """
     cursor = con.cursor()
-    reader = arrow_reader(cursor, f"SELECT row_id, payload FROM changes WHERE {where} ORDER BY row_id", size)
-    for batch in reader:
-        yield batch.column(0), batch.column(1)
-    cursor.close()
+    try:
+        ((low_id, high_id),) = cursor.execute(f"SELECT min(row_id), max(row_id) FROM changes WHERE {where}").fetchall()
+        if low_id is None:
+            return
+        low, high = int(low_id), int(high_id)
+        for start in range(low, high + 1, size):
+            reader = arrow_reader(cursor, f"SELECT row_id, payload FROM changes WHERE {where} "
+                                          f"AND row_id BETWEEN {start} AND {start + size - 1} ORDER BY row_id", size)
+            for batch in reader:
+                yield batch.column(0), batch.column(1)
+    finally:
+        cursor.close()

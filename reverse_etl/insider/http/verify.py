@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -70,6 +71,8 @@ def batch_appends(batch: Batch) -> bool:
     sizes = batch.sizes
     if len(sizes) == 1:
         return NOT_APPEND not in joined
+    if _all_end_not_appending(joined, sizes):
+        return False
     # The items as an Arrow array over ``joined`` without copying it: item k spans
     # from its start to the next one's, its trailing comma included (harmless, as
     # no searched text holds a comma).
@@ -81,6 +84,27 @@ def batch_appends(batch: Batch) -> bool:
     appending = pc.and_not(pc.match_substring(items, "["),
                            pc.match_substring(items, NOT_APPEND.decode()))
     return bool(pc.any(appending).as_py())
+
+
+_TOP_NOT_APPEND = NOT_APPEND + b"}"
+"""How an item ends when ``not_append`` is a key of the user object itself: its closing
+brace follows (a nested object would close with a brace of its own first)."""
+
+
+def _all_end_not_appending(joined: bytes, sizes: list[int]) -> bool:
+    """True when every item ends with its own ``"not_append":true}`` (an upsert of the
+    default ``append_arrays: false``): none appends, whatever arrays it holds.
+
+    Checked at the known item ends with one numpy gather, not a search per item.
+    """
+    tail = len(_TOP_NOT_APPEND)
+    lengths = np.asarray(sizes, dtype=np.int64)
+    if int(lengths.min()) < tail:
+        return False
+    ends = np.cumsum(lengths + 1) - 1  # one past each item's last byte (commas between items)
+    buffer = np.frombuffer(joined, dtype=np.uint8)
+    window = buffer[(ends - tail)[:, None] + np.arange(tail)]
+    return bool((window == np.frombuffer(_TOP_NOT_APPEND, dtype=np.uint8)).all())
 
 
 def _attributes(user: dict[str, Any]) -> list[tuple[str | None, str]]:

@@ -187,11 +187,18 @@ def numbered(con: duckdb.DuckDBPyConnection, ops_sql: str) -> None:
     drags every payload along) cost more than building the payloads.
     """
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE unnumbered_changes AS
+        CREATE OR REPLACE TABLE unnumbered_changes AS
         SELECT o.*, d.digest FROM ({ops_sql}) o LEFT JOIN delta d ON d.key = o.key
     """)
     counts = con.execute("SELECT op, count(*) FROM unnumbered_changes GROUP BY op ORDER BY op").fetchall()
-    con.execute("CREATE OR REPLACE TABLE changes AS SELECT 0::BIGINT AS row_id, * FROM unnumbered_changes LIMIT 0")
+    con.execute("DROP TABLE IF EXISTS changes")
+    if len(counts) <= 1:
+        # One operation (a first run): the fresh table's dense rowids are the row ids, no copy.
+        con.execute("ALTER TABLE unnumbered_changes ADD COLUMN row_id BIGINT")
+        con.execute("UPDATE unnumbered_changes SET row_id = rowid")
+        con.execute("ALTER TABLE unnumbered_changes RENAME TO changes")
+        return
+    con.execute("CREATE TABLE changes AS SELECT 0::BIGINT AS row_id, * FROM unnumbered_changes LIMIT 0")
     offset = 0
     for op, rows in counts:
         con.execute(f"INSERT INTO changes SELECT ({offset} + row_number() OVER () - 1)::BIGINT, * "
