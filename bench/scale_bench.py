@@ -109,7 +109,8 @@ def run_baseline(rows: int, url: str) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def measure(rows: int, url: str, memory_limit: str | None, baseline: bool = False) -> dict[str, Any]:
+def measure(rows: int, url: str, memory_limit: str | None, baseline: bool = False,
+            peer: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="reverse_etl_scale_") as tmp:
         root = Path(tmp)
         (root / "models").mkdir()
@@ -129,6 +130,14 @@ def measure(rows: int, url: str, memory_limit: str | None, baseline: bool = Fals
             "initial": round(hand["initial_s"] / initial["wall_s"], 1),
             "no_change": round(hand["no_change_s"] / no_change["wall_s"], 1),
             "one_percent": round(hand["one_percent_s"] / one_pct["wall_s"], 1)}}
+    if peer:  # the open-source peer drt on its own copy of the same data (bench/drt_peer.py)
+        from drt_peer import drt_phase
+
+        drt = drt_phase(rows, url)
+        extra.update(drt=drt, drt_over_engine={
+            "initial": round(drt["initial_s"] / initial["wall_s"], 1),
+            "no_change": round(drt["no_change_s"] / no_change["wall_s"], 1),
+            "one_percent": round(drt["one_percent_s"] / one_pct["wall_s"], 1)})
     return {**extra, "load_average": os.getloadavg()[0], "rows": rows, "initial": initial, "no_change": no_change, "one_percent": one_pct,
             "changed_rows": changed, "floor_s": round(floor, 3),
             "initial_users_per_s": round(rows / initial["wall_s"]),
@@ -151,6 +160,12 @@ def print_table(results: list[dict[str, Any]]) -> None:
             h = r["hand_over_engine"]
             print(f"hand-written (pandas + json per row) at {r['rows']:,} rows takes x{h['initial']} the engine's "
                   f"initial run, x{h['no_change']} its no-change run, x{h['one_percent']} its 1% run")
+    for r in results:
+        if "drt_over_engine" in r:
+            d = r["drt_over_engine"]
+            print(f"drt {r['drt'].get('drt_version', '?')} ({r['drt'].get('mode', '?')}) at {r['rows']:,} rows takes "
+                  f"x{d['initial']} the engine's initial run, x{d['no_change']} its no-change run, "
+                  f"x{d['one_percent']} its 1% run")
     for small, big in itertools.pairwise(results):
         scale = big["rows"] / small["rows"]
         print(f"{small['rows']:,} -> {big['rows']:,} rows (x{scale:g}): initial x"
@@ -173,6 +188,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--baseline", action="store_true",
                         help="also time the hand-written pandas + json-per-row sync on the same data")
+    parser.add_argument("--peer", action="store_true",
+                        help="also time the open-source peer drt on the same data (bench/drt_peer.py)")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--baseline-phase", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,7 +204,7 @@ def main() -> None:
     standin = start_standin(port)
     os.environ.update(INSIDER_API_KEY="bench-key", INSIDER_API_URL=f"http://127.0.0.1:{port}")
     try:
-        results = [measure(int(n), f"http://127.0.0.1:{port}", args.memory_limit, args.baseline)
+        results = [measure(int(n), f"http://127.0.0.1:{port}", args.memory_limit, args.baseline, args.peer)
                    for n in args.rows.split(",")]
     finally:
         standin.kill()
