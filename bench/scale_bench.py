@@ -11,6 +11,9 @@ between sizes) are what to compare; absolute seconds drift on shared machines.
     .venv/bin/python bench/scale_bench.py --rows 1000000,3000000
     .venv/bin/python bench/scale_bench.py --rows 1000000,3000000,10000000 --json out.json
     .venv/bin/python bench/scale_bench.py --rows 1000000 --baseline   # + pandas/json-per-row by hand
+    .venv/bin/python bench/scale_bench.py --rows 1000000,3000000,10000000 --baseline --peer  # + drt
+
+``--baseline`` and ``--peer`` (drt, see ``bench/drt_peer.py``) run at the first size only.
 
 The table ends with the targets of issue #18 checked against this run, and the
 machine's load average (other work on a shared machine inflates every number).
@@ -204,8 +207,10 @@ def main() -> None:
     standin = start_standin(port)
     os.environ.update(INSIDER_API_KEY="bench-key", INSIDER_API_URL=f"http://127.0.0.1:{port}")
     try:
-        results = [measure(int(n), f"http://127.0.0.1:{port}", args.memory_limit, args.baseline, args.peer)
-                   for n in args.rows.split(",")]
+        # The hand-written sync and the peer are slow: timed at the first size only.
+        results = [measure(int(n), f"http://127.0.0.1:{port}", args.memory_limit, args.baseline and i == 0,
+                           args.peer and i == 0)
+                   for i, n in enumerate(args.rows.split(","))]
     finally:
         standin.kill()
     print_table(results)

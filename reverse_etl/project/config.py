@@ -167,8 +167,8 @@ class StateConfig(Strict):
     lease_seconds: int = Field(default=60, ge=2, le=3600)
     """Object-store state: how long a run's lease lasts without renewal (renewed every third)."""
     memory_limit: str = "640MB"
-    """DuckDB memory for the diff; beyond it DuckDB spills to ``<state>/<sync>/tmp``. The default keeps a
-    run's peak RSS under 1 GB (measured to 10M rows); a larger budget spills less on big models."""
+    """DuckDB memory for the diff; beyond it DuckDB spills to ``<state>/<sync>/tmp``. The default kept a
+    run's peak RSS under 1 GB to 3M rows (1.4 GB at 10M); a larger budget spills less on big models."""
     threads: int | None = Field(default=None, ge=1)
     """DuckDB threads for the diff (default: all cores)."""
 
