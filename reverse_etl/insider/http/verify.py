@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from reverse_etl.insider.http.batching import Batch
 
@@ -43,63 +41,47 @@ EVENTS = b'"events":'
 NOT_APPEND = b'"not_append":true'
 
 
+_TOP_NOT_APPEND = NOT_APPEND + b"}"
+"""How an item ends when ``not_append`` is a key of the user object itself (the encoder
+writes it last): its closing brace follows. A nested object closes with a brace of its
+own first, so a custom attribute named ``not_append`` never passes for it."""
+
+
 def appends(item: bytes) -> bool:
     """True when an upsert user object may append: it carries events, or arrays without
-    ``not_append``. Conservative: a ``[`` inside a string also counts (a needless check,
-    never a duplicate)."""
+    its own ``not_append``. Conservative: a ``[`` inside a string also counts (a needless
+    check, never a duplicate)."""
     if EVENTS in item:
         return True
-    return b"[" in item and NOT_APPEND not in item
+    return b"[" in item and not item.endswith(_TOP_NOT_APPEND)
 
 
 def batch_appends(batch: Batch) -> bool:
     """True when any user object of ``batch`` may append: exactly ``any(map(appends, items))``.
 
-    Decided on the joined items (``i1,i2,...``) without splitting them. None of
-    the searched texts holds a comma, so none can straddle two items: ``"events":``
-    anywhere means some item carries events (appends); no ``[`` anywhere means no
-    item has an array (does not append). Otherwise each item must be looked at
-    (``[`` without ``"not_append":true`` in the *same* item appends, and counts
-    over the body cannot tell which item holds what), which one Arrow kernel
-    does over the items in place.
+    Decided on the joined items (``i1,i2,...``) without splitting them where it can.
+    None of the searched texts holds a comma, so none can straddle two items:
+    ``"events":`` anywhere means some item carries events (appends); no ``[``
+    anywhere means no item has an array (does not append); every item ending with
+    its own ``not_append`` (the default upsert) means none appends. Otherwise the
+    items are looked at one by one, and the first appending one ends the search.
     """
     joined = batch.joined
     if EVENTS in joined:
         return True
     if b"[" not in joined:
         return False
-    sizes = batch.sizes
-    if len(sizes) == 1:
-        return NOT_APPEND not in joined
-    if _all_end_not_appending(joined, sizes):
+    if _all_end_not_appending(joined, batch.sizes):
         return False
-    # The items as an Arrow array over ``joined`` without copying it: item k spans
-    # from its start to the next one's, its trailing comma included (harmless, as
-    # no searched text holds a comma).
-    starts = [0, *pc.cumulative_sum(pa.array(sizes, pa.int64())).to_pylist()]
-    offsets = pc.add(pa.array(starts, pa.int64()), pa.array(range(len(starts)), pa.int64()))
-    offsets = pc.min_element_wise(offsets, len(joined))
-    items = pa.Array.from_buffers(pa.large_binary(), len(sizes),
-                                  [None, offsets.buffers()[1], pa.py_buffer(joined)])
-    appending = pc.and_not(pc.match_substring(items, "["),
-                           pc.match_substring(items, NOT_APPEND.decode()))
-    return bool(pc.any(appending).as_py())
-
-
-_TOP_NOT_APPEND = NOT_APPEND + b"}"
-"""How an item ends when ``not_append`` is a key of the user object itself: its closing
-brace follows (a nested object would close with a brace of its own first)."""
+    return any(map(appends, batch.items))
 
 
 def _all_end_not_appending(joined: bytes, sizes: list[int]) -> bool:
-    """True when every item ends with its own ``"not_append":true}`` (an upsert of the
-    default ``append_arrays: false``): none appends, whatever arrays it holds.
-
-    Checked at the known item ends with one numpy gather, not a search per item.
-    """
+    """True when every item ends with its own ``"not_append":true}``, checked at the known
+    item ends with one numpy gather, not a search per item."""
     tail = len(_TOP_NOT_APPEND)
     lengths = np.asarray(sizes, dtype=np.int64)
-    if int(lengths.min()) < tail:
+    if not len(lengths) or int(lengths.min()) < tail:
         return False
     ends = np.cumsum(lengths + 1) - 1  # one past each item's last byte (commas between items)
     buffer = np.frombuffer(joined, dtype=np.uint8)
