@@ -20,7 +20,6 @@ from reverse_etl.errors import ConfigError, DeliveryError
 from reverse_etl.run.destination import BatchOutcome, Lane, Sender
 from reverse_etl.run.outcome import failure_kind
 from reverse_etl.state import Journal
-from reverse_etl.state.journal import to_ranges
 from reverse_etl.warehouses.duckdb_source import arrow_reader
 
 
@@ -70,8 +69,7 @@ def deliver_changes(con: duckdb.DuckDBPyConnection, sync_name: str,
     done = 0
 
     def on_result(batch: BatchOutcome) -> None:
-        writer.append(list(batch.acked), dict(batch.rejected), dict(batch.failed))
-        outcome.acked.extend(to_ranges(list(batch.acked)))
+        outcome.acked.extend(writer.append(list(batch.acked), dict(batch.rejected), dict(batch.failed)))
         outcome.rejected.update(batch.rejected)
         outcome.failed.update(batch.failed)
         outcome.notes.update(batch.notes.values())

@@ -45,9 +45,11 @@ class Journal:
         acked: Iterable[int],
         rejected: dict[int, str] | None = None,
         failed: dict[int, str] | None = None,
-    ) -> None:
-        """Record one finished request; durable when this returns."""
-        entry: dict[str, object] = {"a": to_ranges(acked)}
+    ) -> list[tuple[int, int]]:
+        """Record one finished request; durable when this returns. Returns the acknowledged
+        ids as the inclusive ranges written."""
+        ranges = to_ranges(acked)
+        entry: dict[str, object] = {"a": ranges}
         if rejected:
             entry["r"] = {str(k): v for k, v in rejected.items()}
         if failed:
@@ -58,6 +60,7 @@ class Journal:
         os.fsync(self._file.fileno())
         if self.mirror is not None:
             self.mirror(line)
+        return ranges
 
     def close(self) -> None:
         """Close the file."""

@@ -15,8 +15,8 @@ hold yet is sent again:
 - a user left with nothing is acknowledged without a resend.
 
 A user Insider does not know (404) has had nothing applied: it is resent whole.
-Classifying a request costs a few byte searches over its body (per item only
-when its arrays may append, and then inside one Arrow kernel), no parsing;
+Classifying a request costs a few byte searches over its body and one look at
+each item's end (per item searches only when its arrays may append), no parsing;
 parsing happens only on this failure path.
 """
 
