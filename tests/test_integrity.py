@@ -146,6 +146,29 @@ def test_rows_sharing_an_identifier_are_rejected_naming_both_keys(tmp_path: Path
         assert "identity conflict" in row["reason"] and "u1, u3" in row["reason"]
 
 
+def test_a_new_row_taking_an_unchanged_rows_identifier_conflicts_until_one_of_them_moves(
+        tmp_path: Path, insider_emulator: Emulator) -> None:
+    # Only the rows a run encodes are checked for conflicts, but against every row of the
+    # model: u1 did not change, yet the new u99 sharing its email is held back, run after run.
+    # (30 rows: one changed row of 31 takes the path that looks only at the changed rows' values.)
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=30)
+    assert run(project).counts["acked"] == 30
+    project.sql("INSERT INTO raw_customers SELECT * REPLACE ('u99' AS customer_id, ' user1@example.com' AS email) "
+                "FROM raw_customers WHERE customer_id = 'u3'")
+    for _ in range(2):
+        result = run(project)
+        assert result.counts["invalid"] == 1 and result.counts["acked"] == 0
+        _, rows = reverse_etl.rejected_rows(project.root, "customers", environ=project.env)
+        assert [(row["key"], "identity conflict" in row["reason"] and "u1, u99" in row["reason"])
+                for row in rows] == [("u99", True)]
+        assert insider_emulator.profile(uuid="u99") is None
+    project.sql("UPDATE raw_customers SET email = 'moved@example.com' WHERE customer_id = 'u1'")
+    result = run(project)
+    assert result.counts["invalid"] == 0 and result.outcome == "success"
+    assert insider_emulator.profile(uuid="u99")["identifiers"]["email"] == "user1@example.com"  # type: ignore[index]
+    assert insider_emulator.profile(uuid="u1")["identifiers"]["email"] == "moved@example.com"  # type: ignore[index]
+
+
 def test_identifiers_shared_after_trimming_conflict_but_a_repeated_key_is_a_duplicate(
         tmp_path: Path, insider_emulator: Emulator) -> None:
     # Values are compared as sent (trimmed): ' user1@example.com ' is user1's email too. A key on

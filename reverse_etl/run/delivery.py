@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from reverse_etl.diff.sqltext import literal, scalar
+from reverse_etl.diff.sqltext import literal
 from reverse_etl.errors import ConfigError, DeliveryError
 from reverse_etl.run.destination import BatchOutcome, Lane, Sender
 from reverse_etl.run.outcome import failure_kind
@@ -59,7 +59,8 @@ def deliver_changes(con: duckdb.DuckDBPyConnection, sync_name: str,
     something is sent; an object-store state mirrors each entry).
     """
     outcome = DeliveryOutcome()
-    total = scalar(con, "SELECT count(*) FROM changes WHERE payload IS NOT NULL")
+    per_op = dict(con.execute("SELECT op, count(*) FROM changes WHERE payload IS NOT NULL GROUP BY op").fetchall())
+    total = sum(per_op.values())
     if total == 0:
         return outcome
     if sender_factory is None:
@@ -82,6 +83,8 @@ def deliver_changes(con: duckdb.DuckDBPyConnection, sync_name: str,
 
     try:
         for ops, lane in lanes:
+            if not any(per_op.get(op) for op in ops):
+                continue  # no rows for this endpoint: no clients, no event loop
             op_group = ", ".join(literal(op) for op in ops)
             stats = sender.deliver(lane, _chunks(con, f"op IN ({op_group}) AND payload IS NOT NULL"),
                                    on_result=on_result, progress=on_progress)

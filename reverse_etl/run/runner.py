@@ -301,6 +301,10 @@ class SyncRunner:
             note = self.rebase(con)
             if note:
                 result.notes.append(note)
+        # The model's rows are in ``raw_table`` (by row id) or copied into ``cur_raw``.
+        mode.before_encode(con, raw_table or "cur_raw",
+                           lambda f: (columns[f.name] if raw_table else raw + columns[f.name])
+                           if f.name in columns else None)
         encoded = {f.name: mode.encode(f, raw + columns[f.name] if f.name in columns else None,
                                        types.get(columns.get(f.name, ""))) for f in mode.fields}
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import duckdb
 
-from reverse_etl.diff.sqltext import ident, literal
+from reverse_etl.diff.sqltext import ident, literal, scalar
 from reverse_etl.insider import payloads
 from reverse_etl.insider.config import SyncConfig
 from reverse_etl.insider.fields import Field, attribute_fields, identifier_fields
@@ -55,10 +55,10 @@ class UpsertAttributes(Mode):
         self.not_append = sync.operation == "replace_attributes" or not sync.options.append_arrays
 
     # ------------------------------------------------------ identity conflicts
-    def prepare(self, con: duckdb.DuckDBPyConnection, source_table: str, columns: dict[str, str]) -> str:
-        """Also ``id_conflicts`` (key, reason): rows sharing a non-key identifier value."""
-        conflicts_sql(con, source_table, columns, self.ids)
-        return source_table
+    def before_encode(self, con: duckdb.DuckDBPyConnection, rows_table: str,
+                      column_of: Callable[[Field], str | None]) -> None:
+        """``id_conflicts`` (key, reason): rows sharing a non-key identifier value."""
+        conflicts_sql(con, rows_table, column_of, self.ids, only_keys_in=("delta_keys", "dups"))
 
     def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
                     value_of: Callable[[Field], str]) -> list[str]:
@@ -188,34 +188,52 @@ def _only(field: Field) -> Callable[[Field], str]:
     return lambda g: "TRUE" if g.name == field.name else "FALSE"
 
 
-def conflicts_sql(con: duckdb.DuckDBPyConnection, source_table: str, columns: dict[str, str],
-                  ids: Sequence[Field]) -> None:
+def conflicts_sql(con: duckdb.DuckDBPyConnection, source_table: str, column_of: Callable[[Field], str | None],
+                  ids: Sequence[Field], only_keys_in: Sequence[str] = ()) -> None:
     """``id_conflicts`` (key, reason): rows whose email, phone or custom identifier value
     is also on a row with another key. Insider would unify them into one user, so
-    neither is sent; the reason names the keys. One aggregation per identifier."""
-    actual = {name.lower(): name for name in columns}
+    neither is sent; the reason names the keys. One aggregation per identifier.
+
+    ``only_keys_in``: tables of keys (``key``) whose reasons are wanted (the rows this
+    run encodes). Only identifier values on those keys' rows are examined, against
+    every row of the model: the reasons of those keys are exact, and a run where
+    nothing changed aggregates nothing. With no such key the table is empty.
+    """
+    wanted = " UNION ALL ".join(f"SELECT key FROM {table}" for table in only_keys_in)
+    if wanted:
+        how_many = scalar(con, f"SELECT count(*) FROM ({wanted})")
+        if not how_many:
+            con.execute("CREATE OR REPLACE TABLE id_conflicts (key VARCHAR, reason VARCHAR)")
+            return
+        if how_many * 10 > scalar(con, f"SELECT count(*) FROM {source_table}"):
+            wanted = ""  # most of the model (a first run): counting every value is cheaper
 
     def text(column: str) -> str:
         return f"nullif(trim(CAST({ident(column)} AS VARCHAR)), '')"
 
-    key_col = actual.get((ids[0].column or "").lower()) if ids else None
+    key_col = column_of(ids[0]) if ids else None
     parts = []
     for f in ids[1:]:
-        col = actual.get((f.column or "").lower())
+        col = column_of(f)
         if key_col is None or col is None:
             continue
+        if wanted:  # only the values on the wanted keys' rows: few, so no counting first
+            candidates = f"SELECT DISTINCT {text(col)} AS v FROM {source_table} WHERE {text(key_col)} IN ({wanted})"
+        else:
+            # Only values on more than one row can be shared: counting them first keeps
+            # the distinct pairs and key lists to those few rows, not the whole model.
+            candidates = (f"SELECT {text(col)} AS v FROM {source_table} WHERE {text(key_col)} IS NOT NULL "
+                          "GROUP BY 1 HAVING count(*) > 1")
+        # The key's text is computed only for the rows holding a candidate value.
         parts.append(f"""
             SELECT k AS key, {literal(f.label + '=')} || v || ' is shared by keys '
                    || array_to_string(list_sort(list_distinct(keys))[1:5], ', ')
                    || CASE WHEN len(list_distinct(keys)) > 5 THEN ', ...' ELSE '' END AS reason
             FROM (SELECT v, list(k) AS keys FROM (
-                    SELECT DISTINCT {text(key_col)} AS k, {text(col)} AS v FROM {source_table}
-                    WHERE {text(col)} IS NOT NULL AND {text(key_col)} IS NOT NULL
-                      -- Only values on more than one row can be shared: counting them first keeps
-                      -- the distinct pairs and key lists to those few rows, not the whole model.
-                      AND {text(col)} IN (SELECT {text(col)} FROM {source_table}
-                                          WHERE {text(key_col)} IS NOT NULL
-                                          GROUP BY 1 HAVING count(*) > 1)) t
+                    SELECT DISTINCT {text(key_col)} AS k, v
+                    FROM (SELECT {ident(key_col)}, {text(col)} AS v FROM {source_table}) m
+                    SEMI JOIN ({candidates}) c USING (v)
+                    WHERE {text(key_col)} IS NOT NULL) t
                   GROUP BY v HAVING count(*) > 1) g, unnest(g.keys) AS u(k)""")
     body = " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS key, NULL::VARCHAR AS reason WHERE FALSE"
     con.execute(f"""

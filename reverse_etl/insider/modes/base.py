@@ -114,6 +114,16 @@ class Mode(ABC):
         unless the mode reshapes them first (the ecommerce preset explodes products)."""
         return source_table
 
+    def before_encode(self, con: duckdb.DuckDBPyConnection, rows_table: str,
+                      column_of: Callable[[Field], str | None]) -> None:
+        """Called once the rows pass 2 encodes are known (``delta_keys``, ``dups``), before ``cur``.
+
+        ``rows_table`` holds every model row's raw values, ``column_of(f)`` names a
+        field's column there (None: not mapped). A mode may build the tables its
+        :meth:`row_reasons` read, restricted to the rows that matter this run.
+        """
+        return None  # most modes need nothing more
+
     @abstractmethod
     def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create ``changes`` from ``delta``, ``cur`` and ``snap``."""
