@@ -185,8 +185,11 @@ def replace_snapshot(con: duckdb.DuckDBPyConnection, table: str) -> None:
     con.execute("ALTER TABLE next_snap RENAME TO snap")
 
 
-def create_delta(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field]) -> None:
+def create_delta(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field], *, all_new: bool = False) -> None:
     """``delta``: valid rows of ``cur`` that are new or changed, with their snapshot values.
+
+    ``all_new``: ``snap`` is empty, so every valid row of ``cur`` is new (no join with
+    ``delta_keys``, which then holds every key of the model).
 
     Columns: the current fields, ``digest``, ``s_key``, ``s:<field>`` (tracked
     snapshot values) and ``resend`` (the snapshot row is only knowledge kept for a
@@ -198,7 +201,7 @@ def create_delta(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field]) -> No
         SELECT c.*, s.key AS s_key{", " + snap_cols if snap_cols else ""},
           coalesce(s.digest = {literal(RESEND_DIGEST)}, FALSE) AS resend
         FROM cur c LEFT JOIN snap s ON s.key = c.key
-        WHERE c.reason IS NULL AND EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)
+        WHERE c.reason IS NULL{"" if all_new else " AND EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)"}
     """)
 
 
@@ -251,22 +254,23 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
         "SELECT NULL::VARCHAR AS key, NULL::VARCHAR AS digest WHERE FALSE"
     prune = (f"{prune_sql} AND NOT EXISTS (SELECT 1 FROM present p WHERE p.key = pruned.key)"
              if prune_sql and with_delta else "FALSE")
+    # Written out in each branch, not a CTE: a CTE read twice is materialised, a
+    # million-row copy of every value just to be read once per branch.
+    # (Payloads are not needed here, and they are most of the bytes.)
+    flagged = (f"""(SELECT ch.key, ch.op, ch.digest{sep}{", ".join(f"ch.{v(f)}, ch.{w(f)}" for f in fields)},
+            (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok
+          FROM changes ch)""")
     con.execute(f"""
         CREATE OR REPLACE VIEW new_snap AS
-        WITH flagged AS (  -- payloads are not needed here, and they are most of the bytes
-          SELECT ch.key, ch.op, ch.digest{sep}{", ".join(f"ch.{v(f)}, ch.{w(f)}" for f in fields)},
-            (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok
-          FROM changes ch
-        ),
-        multi AS (SELECT key FROM flagged GROUP BY key HAVING count(*) > 1),
+        WITH multi AS (SELECT key FROM changes GROUP BY key HAVING count(*) > 1),
         keyed AS (
           SELECT key, ok AS all_acked, digest, (ok AND op IN ({drops})) AS dropped,
                  {writes} AS wrote{sep}{single_cols}
-          FROM flagged f WHERE NOT EXISTS (SELECT 1 FROM multi m WHERE m.key = f.key)
+          FROM {flagged} f WHERE NOT EXISTS (SELECT 1 FROM multi m WHERE m.key = f.key)
           UNION ALL
           SELECT key, bool_and(ok), any_value(digest), bool_or(ok AND op IN ({drops})),
                  bool_or({writes}){sep}{multi_cols}
-          FROM flagged f WHERE EXISTS (SELECT 1 FROM multi m WHERE m.key = f.key) GROUP BY key
+          FROM {flagged} f WHERE EXISTS (SELECT 1 FROM multi m WHERE m.key = f.key) GROUP BY key
         ),
         fresh AS ({untouched_delta})
         SELECT * FROM (

@@ -301,6 +301,9 @@ class SyncRunner:
             note = self.rebase(con)
             if note:
                 result.notes.append(note)
+        # Nothing acknowledged yet (a first run): every row is new, so pass 2 takes them
+        # all without joining them against the delta keys.
+        all_new = self.rebase is None and not scalar(con, "SELECT count(*) FROM snap")
         # The model's rows are in ``raw_table`` (by row id) or copied into ``cur_raw``.
         mode.before_encode(con, raw_table or "cur_raw",
                            lambda f: (columns[f.name] if raw_table else raw + columns[f.name])
@@ -312,13 +315,13 @@ class SyncRunner:
             return f"({encoded[f.name].value_sql})"
 
         diff.create_current(con, list(encoded.values()), mode.key_label,
-                            mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery,
+                            mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery or all_new,
                             raw_table=raw_table, raw_columns=raw_columns)
         con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # the rows that matter are in cur now
         if encode_only:  # an audit needs the encoded rows, not the operations
             result.counts["invalid"] = scalar(con, "SELECT count(*) FROM cur WHERE reason IS NOT NULL")
             return
-        diff.create_delta(con, self.tracked)
+        diff.create_delta(con, self.tracked, all_new=all_new)
         mode.build_changes(con)
         if "digest" not in {c for c, *_ in con.execute("DESCRIBE changes").fetchall()}:
             # A mode that built `changes` itself: each operation still carries its digest.
@@ -344,8 +347,10 @@ class SyncRunner:
         values of the rows it encodes from there), or None when ``cur_raw`` holds them.
         """
         # The model's own table stays until pass 2; a mode's view over it (the e-commerce
-        # explode) has no row ids, so its raw columns are copied.
-        by_rowid = source_table == MODEL_TABLE
+        # explode) has no row ids, so its raw columns are copied. So are they when nothing
+        # was acknowledged yet: pass 2 then reads every row, and a join back by row id
+        # over all of them costs more than the copy.
+        by_rowid = source_table == MODEL_TABLE and self.state.meta().snapshot is not None
         diff.create_current_raw(con, source_table, key_sql, columns, digest_texts, by_rowid=by_rowid)
         return source_table if by_rowid else None
 

@@ -143,17 +143,17 @@ class UpsertAttributes(Mode):
         ops = [f"""
           SELECT d.key, 'added' AS change,
                  CASE WHEN {any_value} THEN 'upsert' ELSE 'noop' END AS op,
-                 CASE WHEN {any_value} THEN {upsert_new} END AS payload, {upsert_writes(any_value)}
+                 CASE WHEN {any_value} THEN {upsert_new} END AS payload, {upsert_writes(any_value)}, d.digest AS digest
           FROM delta d
           WHERE {in_full}""", f"""
           SELECT d.key, 'changed' AS change,
                  CASE WHEN {any_send} THEN 'upsert' ELSE 'noop' END AS op,
-                 CASE WHEN {any_send} THEN {upsert} END AS payload, {upsert_writes(any_send)}
+                 CASE WHEN {any_send} THEN {upsert} END AS payload, {upsert_writes(any_send)}, d.digest AS digest
           FROM delta d
           WHERE NOT {in_full} AND ({id_added} OR {id_moved} OR {any_send})""", f"""
           SELECT d.key, {change} AS change, 'clear' AS op, {clear_payload} AS payload,
                  {writes(self.tracked, lambda f: "NULL::VARCHAR",
-                         lambda f: clear[f.name] if f.group == "attributes" else "FALSE")}
+                         lambda f: clear[f.name] if f.group == "attributes" else "FALSE")}, d.digest AS digest
           FROM delta d
           WHERE {any_clear}"""]
         for f in others:
@@ -161,15 +161,15 @@ class UpsertAttributes(Mode):
                     + " || ',\"new_identifier\":' || " + payloads.identifiers_json([f], cur) + " || '}'")
             ops.append(f"""
           SELECT d.key, {change} AS change, 'identity_update' AS op, {body} AS payload,
-                 {writes(self.tracked, cur, _only(f))}
+                 {writes(self.tracked, cur, _only(f))}, d.digest AS digest
           FROM delta d WHERE {moved(f)}""")
             ops.append(f"""
           SELECT d.key, {change} AS change, 'identity_delete' AS op,
                  {payloads.identifiers_body_json([f], old)} AS payload,
-                 {writes(self.tracked, lambda g: "NULL::VARCHAR", _only(f))}
+                 {writes(self.tracked, lambda g: "NULL::VARCHAR", _only(f))}, d.digest AS digest
           FROM delta d WHERE {gone(f)}""")
         ops.append(self._removed())
-        numbered(con, " UNION ALL ".join(ops))
+        numbered(con, " UNION ALL ".join(ops), carries_digest=True)
 
     def _removed(self) -> str:
         on_removed = self.sync.on_removed
