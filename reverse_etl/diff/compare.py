@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import duckdb
 
 from reverse_etl.diff.fields import EncodedField, Field
-from reverse_etl.diff.sqltext import ident, literal
+from reverse_etl.diff.sqltext import ident, literal, scalar
 
 AUTO_ACKED_OPS = ("noop", "forget")
 RESEND_DIGEST = "full-resend"
@@ -92,6 +92,31 @@ def create_delta_keys(con: duckdb.DuckDBPyConnection) -> None:
         ANTI JOIN (SELECT key, digest FROM snap) s ON c.key = s.key AND c.digest = s.digest
         WHERE NOT EXISTS (SELECT 1 FROM dups d WHERE d.key = c.key)
     """)
+
+
+def create_removed_keys(con: duckdb.DuckDBPyConnection, *, none_left: bool = False) -> None:
+    """``removed_keys``: the snapshot keys the model no longer returns (``snap`` anti ``present``).
+
+    ``none_left``: the caller proved every snapshot key is still in the model (see
+    :func:`every_key_still_present`), so the anti join over every key is skipped.
+    """
+    if none_left:
+        con.execute("CREATE OR REPLACE TABLE removed_keys (key VARCHAR)")
+        return
+    con.execute("CREATE OR REPLACE TABLE removed_keys AS SELECT s.key FROM snap s ANTI JOIN present c ON s.key = c.key")
+
+
+def every_key_still_present(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when no snapshot key left the model, known from counts alone.
+
+    With no delta key and no duplicate key, every non-null model key matched a
+    snapshot row exactly (same key, same digest), and those keys are distinct: so
+    the model's keys are a subset of the snapshot's, and equal counts make them
+    the same set. A snapshot with a repeated key only makes the counts differ
+    (then the anti join decides).
+    """
+    return not scalar(con, "SELECT count(*) FROM delta_keys") and not scalar(con, "SELECT count(*) FROM dups") \
+        and scalar(con, "SELECT count(*) FROM cur_raw WHERE key IS NOT NULL") == scalar(con, "SELECT count(*) FROM snap")
 
 
 def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedField], key_label: str,

@@ -23,6 +23,9 @@ SNAPSHOT = "snap"
 DELTA_KEYS = "delta_keys"
 """Keys that are new or whose digest differs from the snapshot's."""
 
+REMOVED_KEYS = "removed_keys"
+"""Snapshot keys the model no longer returns (what the modes' removal operations act on)."""
+
 DUPLICATE_KEYS = "dups"
 """Keys that appear more than once in the model, with their count ``n``."""
 
@@ -62,5 +65,5 @@ IDENTITY_CONFLICTS = "id_conflicts"
 WAREHOUSE_REMOVED = "wh_removed"
 """``engine: warehouse`` only: the snapshot keys the warehouse says left the model (``key``)."""
 
-ALL_TABLES = (WAREHOUSE_REMOVED, MODEL_ROWS, CURRENT_RAW, PRESENT, SNAPSHOT, DELTA_KEYS, DUPLICATE_KEYS, CURRENT,
+ALL_TABLES = (WAREHOUSE_REMOVED, MODEL_ROWS, CURRENT_RAW, PRESENT, SNAPSHOT, DELTA_KEYS, REMOVED_KEYS, DUPLICATE_KEYS, CURRENT,
               DELTA, CHANGES, NEW_SNAPSHOT, OLD_REJECTED, HELD, OUTCOME, ACKED, NEW_REJECTED, IDENTITY_CONFLICTS)

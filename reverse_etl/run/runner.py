@@ -322,6 +322,8 @@ class SyncRunner:
             result.counts["invalid"] = scalar(con, "SELECT count(*) FROM cur WHERE reason IS NOT NULL")
             return
         diff.create_delta(con, self.tracked, all_new=all_new)
+        # A no-change run proves from counts that no key left the model (no anti join).
+        diff.create_removed_keys(con, none_left=self.rebase is None and diff.every_key_still_present(con))
         mode.build_changes(con)
         if "digest" not in {c for c, *_ in con.execute("DESCRIBE changes").fetchall()}:
             # A mode that built `changes` itself: each operation still carries its digest.

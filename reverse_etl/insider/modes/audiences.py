@@ -161,7 +161,7 @@ class AudienceUpsert(UpsertAttributes):
 
     def _removed_members_sql(self) -> str:
         member = " OR ".join(f"{snap(f)} IS NOT NULL" for f in self.audiences)
-        return f"SELECT s.* FROM snap s ANTI JOIN present c ON s.key = c.key WHERE {member}"
+        return f"SELECT s.* FROM snap s SEMI JOIN removed_keys r ON s.key = r.key WHERE {member}"
 
     def _removed_ops(self) -> list[str]:
         def was_member(f: Field) -> str:

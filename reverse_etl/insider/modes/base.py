@@ -234,4 +234,4 @@ def once_per_row(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field], op_sq
 def removed_rows(tracked: Sequence[Field], op_sql: str = "'forget'", payload_sql: str = "NULL") -> str:
     """SELECT of snapshot rows whose key left the model (their ``digest`` is NULL)."""
     return (f"SELECT s.key, 'removed' AS change, {op_sql} AS op, {payload_sql} AS payload, "
-            f"{no_writes(tracked)}, NULL::VARCHAR AS digest FROM snap s ANTI JOIN present c ON s.key = c.key")
+            f"{no_writes(tracked)}, NULL::VARCHAR AS digest FROM snap s SEMI JOIN removed_keys r ON s.key = r.key")
