@@ -249,6 +249,18 @@ def test_change_and_clear_in_one_run_both_land(project: ProjectUnderTest, inside
     assert insider_emulator.profile(uuid="u6")["attributes"]["city"] == "Back"  # type: ignore[index]
 
 
+def test_a_removal_hidden_by_a_duplicated_row_is_still_sent(tmp_path: Path, insider_emulator: Emulator) -> None:
+    # u2 leaves and u3 appears twice: the model has as many keyed rows as the snapshot has
+    # keys and nothing else changed, so only the duplicate shows that a key is missing.
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=5, on_removed="delete_user")
+    run(project)
+    project.sql("DELETE FROM raw_customers WHERE customer_id = 'u2'")
+    project.sql("INSERT INTO raw_customers SELECT * FROM raw_customers WHERE customer_id = 'u3'")
+    result = run(project)
+    assert result.counts["removed"] == 1 and result.counts["invalid"] == 2
+    assert insider_emulator.profile(uuid="u2") is None and insider_emulator.profile(uuid="u3") is not None
+
+
 def test_an_empty_model_never_deletes_everyone(tmp_path: Path, insider_emulator: Emulator) -> None:
     project = make_project(tmp_path / "p", insider_emulator.url, rows=3, on_removed="delete_user")
     run(project)
