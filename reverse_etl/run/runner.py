@@ -304,10 +304,14 @@ class SyncRunner:
         # Nothing acknowledged yet (a first run): every row is new, so pass 2 takes them
         # all without joining them against the delta keys.
         all_new = self.rebase is None and not scalar(con, "SELECT count(*) FROM snap")
-        # The model's rows are in ``raw_table`` (by row id) or copied into ``cur_raw``.
-        mode.before_encode(con, raw_table or "cur_raw",
-                           lambda f: (columns[f.name] if raw_table else raw + columns[f.name])
-                           if f.name in columns else None)
+
+        def row_column(f: Field) -> str | None:
+            # The model's rows are in ``raw_table`` (by row id) or copied into ``cur_raw``.
+            if f.name not in columns:
+                return None
+            return columns[f.name] if raw_table else raw + columns[f.name]
+
+        mode.before_encode(con, raw_table or "cur_raw", row_column)
         encoded = {f.name: mode.encode(f, raw + columns[f.name] if f.name in columns else None,
                                        types.get(columns.get(f.name, ""))) for f in mode.fields}
 
