@@ -261,6 +261,19 @@ def test_a_removal_hidden_by_a_duplicated_row_is_still_sent(tmp_path: Path, insi
     assert insider_emulator.profile(uuid="u2") is None and insider_emulator.profile(uuid="u3") is not None
 
 
+def test_a_key_replaced_by_a_new_one_in_the_same_run_is_removed(tmp_path: Path, insider_emulator: Emulator) -> None:
+    # u2 leaves, n1 arrives and u4 changes: as many model keys as snapshot keys, two of
+    # them delta keys, so only checking which delta keys the snapshot knows shows u2 left.
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=5, on_removed="delete_user")
+    run(project)
+    project.sql("DELETE FROM raw_customers WHERE customer_id = 'u2'")
+    project.sql("INSERT INTO raw_customers VALUES ('n1', 'n1@example.com', 'New', 'Oslo', 1.5, ['t'])")
+    project.sql("UPDATE raw_customers SET city = 'Rome' WHERE customer_id = 'u4'")
+    result = run(project)
+    assert (result.counts["removed"], result.counts["added"], result.counts["changed"]) == (1, 1, 1)
+    assert insider_emulator.profile(uuid="u2") is None and insider_emulator.profile(uuid="n1") is not None
+
+
 def test_an_empty_model_never_deletes_everyone(tmp_path: Path, insider_emulator: Emulator) -> None:
     project = make_project(tmp_path / "p", insider_emulator.url, rows=3, on_removed="delete_user")
     run(project)

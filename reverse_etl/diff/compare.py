@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import duckdb
 
 from reverse_etl.diff.fields import EncodedField, Field
-from reverse_etl.diff.sqltext import ident, literal, scalar
+from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
 
 AUTO_ACKED_OPS = ("noop", "forget")
 RESEND_DIGEST = "full-resend"
@@ -107,16 +107,23 @@ def create_removed_keys(con: duckdb.DuckDBPyConnection, *, none_left: bool = Fal
 
 
 def every_key_still_present(con: duckdb.DuckDBPyConnection) -> bool:
-    """True when no snapshot key left the model, known from counts alone.
+    """True when no snapshot key left the model, known from counts (no anti join over every key).
 
-    With no delta key and no duplicate key, every non-null model key matched a
-    snapshot row exactly (same key, same digest), and those keys are distinct: so
-    the model's keys are a subset of the snapshot's, and equal counts make them
-    the same set. A snapshot with a repeated key only makes the counts differ
-    (then the anti join decides).
+    Every non-null model key that is neither a delta key nor a duplicate matched a
+    snapshot row exactly (same key, same digest), so it is a snapshot key, once.
+    Adding the delta and duplicate keys found in the snapshot (a join of those few
+    keys only) counts the snapshot keys still in the model: as many as the snapshot
+    has rows means all of them. A snapshot with a repeated key only makes the counts
+    differ (then the anti join decides).
     """
-    return not scalar(con, "SELECT count(*) FROM delta_keys") and not scalar(con, "SELECT count(*) FROM dups") \
-        and scalar(con, "SELECT count(*) FROM cur_raw WHERE key IS NOT NULL") == scalar(con, "SELECT count(*) FROM snap")
+    keyed, duplicated, duplicates, changed = first_row(con, """
+        SELECT (SELECT count(*) FROM cur_raw WHERE key IS NOT NULL), (SELECT coalesce(sum(n), 0) FROM dups),
+               (SELECT count(*) FROM dups), (SELECT count(*) FROM delta_keys)""") or (0, 0, 0, 0)
+    matched = int(keyed) - int(duplicated) - int(changed)
+    if duplicates or changed:
+        matched += scalar(con, "SELECT count(*) FROM (SELECT key FROM delta_keys UNION ALL SELECT key FROM dups) k "
+                               "SEMI JOIN (SELECT key FROM snap) s ON s.key = k.key")
+    return matched == scalar(con, "SELECT count(*) FROM snap")
 
 
 def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedField], key_label: str,
@@ -175,18 +182,19 @@ def create_empty_snapshot(con: duckdb.DuckDBPyConnection, fields: Sequence[Field
     con.execute(f"CREATE TABLE snap (key VARCHAR, {columns}, digest VARCHAR)")
 
 
-def load_snapshot(con: duckdb.DuckDBPyConnection, path: str, fields: Sequence[Field]) -> None:
-    """``snap`` as a view of a snapshot Parquet file.
+def load_snapshot(con: duckdb.DuckDBPyConnection, source: str, fields: Sequence[Field]) -> None:
+    """``snap`` as a view of a snapshot's files; ``source`` is the SQL relation reading them
+    (``state.snapshot_files.relation``).
 
     A view, not a copy: the diff reads only ``key`` and ``digest`` of every row
     (Parquet projection pushdown) and the other columns of changed rows only.
     """
     columns = ", ".join(ident(f.name) for f in fields)
     _drop_snap(con)
-    con.execute(f"CREATE VIEW snap AS SELECT key, {columns}, digest FROM read_parquet({literal(path)})")
+    con.execute(f"CREATE VIEW snap AS SELECT key, {columns}, digest FROM {source} s")
 
 
-def load_resend_snapshot(con: duckdb.DuckDBPyConnection, path: str, fields: Sequence[Field]) -> None:
+def load_resend_snapshot(con: duckdb.DuckDBPyConnection, source: str, fields: Sequence[Field]) -> None:
     """``snap`` for a full resend that still reconciles: an earlier snapshot as knowledge.
 
     The earlier snapshot may have been made under another mapping: its columns are
@@ -195,13 +203,12 @@ def load_resend_snapshot(con: duckdb.DuckDBPyConnection, path: str, fields: Sequ
     ``resend`` (sent in full) while values that became NULL and keys that left the
     model are still seen against what Insider acknowledged.
     """
-    have = {name for name, *_ in con.execute(
-        f"DESCRIBE SELECT * FROM read_parquet({literal(path)})").fetchall()}
+    have = {name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {source} s").fetchall()}
     columns = ", ".join((ident(f.name) if f.name in have else "NULL::VARCHAR") + " AS " + ident(f.name)
                         for f in fields)
     _drop_snap(con)
     con.execute(f"CREATE VIEW snap AS SELECT key{', ' + columns if columns else ''}, "
-                f"{literal(RESEND_DIGEST)} AS digest FROM read_parquet({literal(path)})")
+                f"{literal(RESEND_DIGEST)} AS digest FROM {source} s")
 
 
 def replace_snapshot(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -252,6 +259,11 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     Pruned rows (``prune_sql``) are dropped only once they have left the model.
     A key still marked :data:`RESEND_DIGEST` stays so until its full resend is
     acknowledged (a crashed or rejected resend is finished by a later run).
+
+    Also the view ``fold_touched``, for writing only what changed (see
+    :func:`create_overlay`): one row per key this run touched, its new row,
+    ``live`` (it stays in the snapshot) and ``was_present`` (it was in ``snap``).
+    It ignores ``prune_sql``, which filters every row.
     """
     def w(f: Field) -> str:
         return ident("w:" + f.name)
@@ -287,8 +299,7 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     flagged = (f"""(SELECT ch.key, ch.op, ch.digest{sep}{", ".join(f"ch.{v(f)}, ch.{w(f)}" for f in fields)},
             (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok
           FROM changes ch)""")
-    con.execute(f"""
-        CREATE OR REPLACE VIEW new_snap AS
+    ctes = f"""
         WITH multi AS (SELECT key FROM changes GROUP BY key HAVING count(*) > 1),
         keyed AS (
           SELECT key, ok AS all_acked, digest, (ok AND op IN ({drops})) AS dropped,
@@ -299,15 +310,17 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
                  bool_or({writes}){sep}{multi_cols}
           FROM {flagged} f WHERE EXISTS (SELECT 1 FROM multi m WHERE m.key = f.key) GROUP BY key
         ),
-        fresh AS ({untouched_delta})
+        fresh AS ({untouched_delta})"""
+    new_digest = (f"CASE WHEN k.all_acked AND k.digest IS NOT NULL THEN k.digest "
+                  f"WHEN s.digest = {literal(RESEND_DIGEST)} THEN s.digest ELSE NULL END AS digest")
+    stays = "NOT k.dropped AND (s.key IS NOT NULL OR k.wrote OR (k.all_acked AND k.digest IS NOT NULL))"
+    con.execute(f"""
+        CREATE OR REPLACE VIEW new_snap AS {ctes}
         SELECT * FROM (
           -- Every key this run touched, against its snapshot row (if any).
-          SELECT k.key{sep}{final_cols},
-            CASE WHEN k.all_acked AND k.digest IS NOT NULL THEN k.digest
-                 WHEN s.digest = {literal(RESEND_DIGEST)} THEN s.digest
-                 ELSE NULL END AS digest
+          SELECT k.key{sep}{final_cols}, {new_digest}
           FROM keyed k LEFT JOIN snap s ON s.key = k.key
-          WHERE NOT k.dropped AND (s.key IS NOT NULL OR k.wrote OR (k.all_acked AND k.digest IS NOT NULL))
+          WHERE {stays}
           UNION ALL
           -- The other snapshot rows (all but the changed few on most runs) pass through.
           SELECT s.key{sep}{snap_cols}, coalesce(f.digest, s.digest) AS digest
@@ -316,3 +329,37 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
         ) pruned
         WHERE NOT coalesce({prune}, FALSE)
     """)
+    con.execute(f"""
+        CREATE OR REPLACE VIEW fold_touched AS {ctes}
+        SELECT k.key{sep}{final_cols}, {new_digest}, {stays} AS live, s.key IS NOT NULL AS was_present
+        FROM keyed k LEFT JOIN snap s ON s.key = k.key
+        UNION ALL
+        -- Delta rows that needed no operation: only their digest changes.
+        SELECT s.key{sep}{snap_cols}, f.digest, TRUE, TRUE FROM fresh f JOIN snap s ON s.key = f.key
+    """)
+
+
+def create_overlay(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], old_overlay: str | None) -> int:
+    """``new_overlay`` (a view): the current overlay with the keys this run touched replaced.
+
+    Call after :func:`fold`; ``old_overlay`` reads the current overlay (None: there is
+    none), which must lie over the base ``snap`` was read from. Returns how many rows
+    the snapshot gains (new keys less keys that left).
+    """
+    con.execute("CREATE OR REPLACE TABLE touched AS SELECT * FROM fold_touched")
+    sep = ", " if fields else ""
+    names = ", ".join(ident(f.name) for f in fields)
+    nulls = ", ".join(f"NULL::VARCHAR AS {ident(f.name)}" for f in fields)
+    carried = (f"UNION ALL SELECT key{sep}{names}, digest, dropped FROM {old_overlay} o "
+               "WHERE NOT EXISTS (SELECT 1 FROM touched t WHERE t.key = o.key)") if old_overlay else ""
+    # Every touched key that is not kept gets a tombstone, present or not: it may be in
+    # the base file behind an earlier tombstone that this overlay replaces.
+    con.execute(f"""
+        CREATE OR REPLACE VIEW new_overlay AS
+        SELECT key{sep}{names}, digest, FALSE AS dropped FROM touched WHERE live
+        UNION ALL
+        SELECT key{sep}{nulls}, NULL::VARCHAR AS digest, TRUE AS dropped FROM touched WHERE NOT live
+        {carried}
+    """)
+    return scalar(con, "SELECT count(*) FILTER (WHERE live AND NOT was_present) "
+                       "- count(*) FILTER (WHERE NOT live AND was_present) FROM touched")

@@ -36,3 +36,9 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     """An integer query result (a count)."""
     row = first_row(con, sql)
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """True when a table or view ``name`` exists in the connection's main schema."""
+    return bool(scalar(con, "SELECT count(*) FROM information_schema.tables "
+                            f"WHERE table_schema = 'main' AND table_name = {literal(name)}"))

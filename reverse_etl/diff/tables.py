@@ -65,5 +65,15 @@ IDENTITY_CONFLICTS = "id_conflicts"
 WAREHOUSE_REMOVED = "wh_removed"
 """``engine: warehouse`` only: the snapshot keys the warehouse says left the model (``key``)."""
 
+FOLD_TOUCHED = "fold_touched"
+"""The fold's rows for the keys this run touched (a view): the new row, ``live``, ``was_present``."""
+
+TOUCHED = "touched"
+"""``fold_touched`` materialised, when the commit writes an overlay (``state.snapshot_files``)."""
+
+NEW_OVERLAY = "new_overlay"
+"""The overlay the commit writes instead of a whole snapshot (a view over ``touched``)."""
+
 ALL_TABLES = (WAREHOUSE_REMOVED, MODEL_ROWS, CURRENT_RAW, PRESENT, SNAPSHOT, DELTA_KEYS, REMOVED_KEYS, DUPLICATE_KEYS, CURRENT,
-              DELTA, CHANGES, NEW_SNAPSHOT, OLD_REJECTED, HELD, OUTCOME, ACKED, NEW_REJECTED, IDENTITY_CONFLICTS)
+              DELTA, CHANGES, NEW_SNAPSHOT, OLD_REJECTED, HELD, OUTCOME, ACKED, NEW_REJECTED, IDENTITY_CONFLICTS,
+              FOLD_TOUCHED, TOUCHED, NEW_OVERLAY)

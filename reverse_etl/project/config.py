@@ -171,6 +171,10 @@ class StateConfig(Strict):
     run's peak RSS under 1 GB to 3M rows (1.4 GB at 10M); a larger budget spills less on big models."""
     threads: int | None = Field(default=None, ge=1)
     """DuckDB threads for the diff (default: all cores)."""
+    overlay_min_rows: int = Field(default=200_000, ge=0)
+    """A snapshot with at least this many rows is not rewritten by a run that changes few
+    of them: the changed rows go to an overlay file, merged into a new snapshot once it holds
+    a tenth of the rows. Smaller snapshots are rewritten whole (it takes well under 0.2 s)."""
 
     _path = field_validator("path")(_short_path)
 

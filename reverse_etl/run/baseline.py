@@ -19,7 +19,7 @@ import duckdb
 from reverse_etl.diff import compare as diff
 from reverse_etl.diff.fields import Field
 from reverse_etl.run.commit import Committer
-from reverse_etl.state import SyncState
+from reverse_etl.state import SyncState, snapshot_files
 
 MAPPING_CHANGED = "the sync's mapping or model changed since the last run"
 NOTHING_KNOWN = "no earlier snapshot: values that became NULL and users who left cannot be cleared"
@@ -41,6 +41,8 @@ class Baseline:
     """``snap`` is knowledge for a full resend, not an incremental base."""
     foreign: bool = False
     """The state on disk belongs to another destination: none of it applies (rejected rows neither)."""
+    overlay: str | None = None
+    """The overlay file over ``snapshot`` that ``snap`` was read with, if any."""
 
 
 def load_baseline(con: duckdb.DuckDBPyConnection, state: SyncState, committer: Committer,
@@ -66,7 +68,10 @@ def load_baseline(con: duckdb.DuckDBPyConnection, state: SyncState, committer: C
         diff.create_empty_snapshot(con, tracked)
         return Baseline(NEW_DESTINATION, None, False, foreign=True)
     snapshot = state.path(meta.snapshot) if meta.snapshot else None
-    current = snapshot if snapshot is not None and snapshot.exists() else None
+    overlay = state.path(meta.overlay) if meta.overlay else None
+    # Half a snapshot (its overlay lost) is no snapshot.
+    complete = overlay is None or overlay.exists()
+    current = snapshot if snapshot is not None and snapshot.exists() and complete else None
     reason: str | None = None
     if full_refresh:
         reason = "--full-refresh"
@@ -85,17 +90,19 @@ def load_baseline(con: duckdb.DuckDBPyConnection, state: SyncState, committer: C
         reason = MAPPING_CHANGED
     if reason is None:
         assert current is not None
-        diff.load_snapshot(con, str(current), tracked)
+        diff.load_snapshot(con, snapshot_files.relation(current, overlay), tracked)
         pending = state.pending() if plan else None
         if pending is not None:
             committer.fold_pending(con, pending)  # plan shows a crashed run being finished
             diff.replace_snapshot(con, "new_snap")
-        return Baseline(None, meta.snapshot, False)
+        return Baseline(None, meta.snapshot, False, overlay=meta.overlay)
     knowledge = _knowledge(state, current, meta.previous)
     if reconcile and knowledge is not None:
+        with_overlay = overlay if knowledge == current else None
         try:
-            diff.load_resend_snapshot(con, str(knowledge), tracked)
-            return Baseline(reason, knowledge.name, True)
+            diff.load_resend_snapshot(con, snapshot_files.relation(knowledge, with_overlay), tracked)
+            return Baseline(reason, meta.snapshot if with_overlay else knowledge.name, True,
+                            overlay=meta.overlay if with_overlay else None)
         except duckdb.Error:  # an unreadable orphan file (meta.json lost): nothing known
             pass
     diff.create_empty_snapshot(con, tracked)

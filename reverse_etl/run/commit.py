@@ -14,17 +14,23 @@ import pyarrow as pa
 from reverse_etl.diff import compare as diff
 from reverse_etl.diff import rejected
 from reverse_etl.diff.fields import Field
-from reverse_etl.diff.sqltext import literal, scalar
-from reverse_etl.state import SyncState, read_journal
+from reverse_etl.diff.sqltext import literal, scalar, table_exists
+from reverse_etl.state import SyncState, read_journal, snapshot_files
 from reverse_etl.state.store import Meta, Pending
+
+SnapshotFiles = tuple[str, str | None]
+"""(base, overlay) names of the snapshot files a ``snap`` was read from."""
 
 
 class Committer:
     """Writes a sync's snapshot and rejected rows (``new_snap``, ``new_rej``)."""
 
     def __init__(self, state: SyncState, tracked: Sequence[Field], fingerprint: str,
-                 prune_sql: str | None, destination: str | None = None) -> None:
+                 prune_sql: str | None, destination: str | None = None, *,
+                 overlay_min_rows: int | None = None) -> None:
         self.state = state
+        self.overlay_min_rows = overlay_min_rows
+        """Snapshots from this many rows get overlays of changed rows (None: never)."""
         self.destination = destination
         """The destination this run sends to, recorded with the snapshot it acknowledges."""
         self.tracked = list(tracked)
@@ -32,8 +38,13 @@ class Committer:
         self.prune_sql = prune_sql
 
     def commit(self, con: duckdb.DuckDBPyConnection, run_id: str,
-               acked: Sequence[tuple[int, int]]) -> Meta:
-        """Fold this run's acknowledged rows and make the result current."""
+               acked: Sequence[tuple[int, int]], *, base: SnapshotFiles | None = None) -> Meta:
+        """Fold this run's acknowledged rows and make the result current.
+
+        ``base``: ``snap`` is the current snapshot as read from these files (not a
+        full resend's knowledge, not reshaped by an audit), so a run that changed
+        few rows may write only those (an overlay, see ``state.snapshot_files``).
+        """
         acked_table(con, acked)
         auto = ", ".join(literal(op) for op in diff.AUTO_ACKED_OPS)
         touched = (bool(acked) or bool(scalar(con, f"SELECT count(*) FROM changes WHERE op IN ({auto})"))
@@ -43,32 +54,62 @@ class Committer:
             diff.fold(con, self.tracked, "acked", self.prune_sql)
         rejected.build_new_rejected(con, run_id, with_validation=True, carry_unacked=False)
         return self.write(con, run_id, self.fingerprint, keep_snapshot=unchanged,
-                          destination=self.destination)
+                          destination=self.destination, base=None if unchanged else base)
 
     def write(self, con: duckdb.DuckDBPyConnection, run_id: str, fingerprint: str | None,
-              *, keep_snapshot: bool = False, destination: str | None = None) -> Meta:
-        """Write ``new_snap`` and ``new_rej``, then make them current atomically.
+              *, keep_snapshot: bool = False, destination: str | None = None,
+              base: SnapshotFiles | None = None, fields: Sequence[Field] | None = None) -> Meta:
+        """Write ``new_snap`` (or only its changed rows) and ``new_rej``, then make them current atomically.
 
-        ``keep_snapshot``: nothing changed, so the current snapshot file stays (a
-        no-change run over millions of rows must not rewrite them).
+        ``keep_snapshot``: nothing changed, so the current snapshot files stay (a
+        no-change run over millions of rows must not rewrite them). ``base``: the
+        files ``snap`` was read from, when it is the current snapshot (see :meth:`commit`);
+        ``fields``: the fields folded (default: the tracked ones).
         """
         previous = self.state.meta()
         rej_name = f"rejected-{run_id}.parquet"
+        overlay: str | None = None
+        overlay_rows = 0
         if keep_snapshot and previous.snapshot:
-            snap_name, rows = previous.snapshot, previous.rows
+            snap_name, overlay, rows = previous.snapshot, previous.overlay, previous.rows
+            overlay_rows = previous.overlay_rows
+        elif self._may_overlay(con, previous, fingerprint, base):
+            assert previous.snapshot is not None
+            snap_name, overlay = previous.snapshot, f"overlay-{run_id}.parquet"
+            old = snapshot_files.parquet(self.state.path(previous.overlay)) if previous.overlay else None
+            rows = previous.rows + diff.create_overlay(con, self.tracked if fields is None else fields, old)
+            overlay_rows = self._copy(con, "new_overlay", overlay)
         else:
             snap_name = f"snapshot-{run_id}.parquet"
-            # COPY answers the rows it wrote: no second pass over the (view) new_snap.
-            written = con.execute(f"COPY new_snap TO {literal(str(self.state.path(snap_name)))} "
-                                  "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)").fetchone()
-            rows = int(written[0]) if written else 0
+            rows = self._copy(con, "new_snap", snap_name)
         con.execute(f"COPY new_rej TO {literal(str(self.state.path(rej_name)))} (FORMAT parquet)")
-        # A kept snapshot keeps its checksum (verified at load): no second pass over it.
-        kept = {snap_name: previous.checksums[snap_name]} if keep_snapshot and snap_name in previous.checksums else {}
+        # Files kept keep their checksums (verified at load): no second pass over them.
+        kept = {n: previous.checksums[n] for n in (snap_name, overlay)
+                if n and n in (previous.snapshot, previous.overlay) and n in previous.checksums}
         meta = Meta(fingerprint=fingerprint, snapshot=snap_name, rejected=rej_name,
-                    folded_run=run_id, rows=rows, checksums=kept, destination=destination)
+                    folded_run=run_id, rows=rows, checksums=kept, destination=destination,
+                    overlay=overlay, overlay_rows=overlay_rows)
         self.state.commit(meta)
         return meta
+
+    def _copy(self, con: duckdb.DuckDBPyConnection, view: str, name: str) -> int:
+        # COPY answers the rows it wrote: no second pass over the view.
+        written = con.execute(f"COPY {view} TO {literal(str(self.state.path(name)))} "
+                                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)").fetchone()
+        return int(written[0]) if written else 0
+
+    def _may_overlay(self, con: duckdb.DuckDBPyConnection, previous: Meta, fingerprint: str | None,
+                     base: SnapshotFiles | None) -> bool:
+        """Write only the changed rows: ``snap`` is the current snapshot, under the same
+        mapping, big enough to be worth it, and the overlay stays small (else compact)."""
+        if (base is None or previous.snapshot is None or base != (previous.snapshot, previous.overlay)
+                or fingerprint != previous.fingerprint or self.prune_sql is not None
+                or self.overlay_min_rows is None or previous.rows < self.overlay_min_rows):
+            return False
+        # At most one overlay row per key in changes or (a normal run's) delta.
+        delta = " UNION SELECT key FROM delta" if table_exists(con, "delta") else ""
+        touched = scalar(con, f"SELECT count(*) FROM (SELECT key FROM changes{delta})")
+        return previous.overlay_rows + touched <= snapshot_files.OVERLAY_SHARE * previous.rows
 
     def recover(self, con: duckdb.DuckDBPyConnection) -> int:
         """Fold a crashed run's acknowledged rows into the snapshot; returns rows folded."""
@@ -84,8 +125,12 @@ class Committer:
         con.execute(f"CREATE OR REPLACE TABLE held ({rejected.REJECTED_COLUMNS})")
         rejected.build_new_rejected(con, pending.run_id, with_validation=False, carry_unacked=True)
         # The crashed run's acknowledgements belong to the destination it sent to.
+        same = pending.fingerprint == self.fingerprint
+        folded_over = (None if pending.resend_base or not pending.base_snapshot
+                       else (pending.base_snapshot, pending.base_overlay))
         self.write(con, pending.run_id, pending.fingerprint,
-                   destination=pending.destination or self.state.meta().destination)
+                   destination=pending.destination or self.state.meta().destination,
+                   base=folded_over, fields=None if same else fields_named(pending.fields))
         return folded
 
     def fold_pending(self, con: duckdb.DuckDBPyConnection, pending: Pending) -> int:
@@ -96,10 +141,13 @@ class Committer:
         # Fold into what that run diffed against: the snapshot it read, or nothing
         # for a full resend (whose unacknowledged rows must then go out again).
         base = self.state.path(pending.base_snapshot) if pending.base_snapshot else None
-        if base is not None and base.exists() and pending.resend_base:
-            diff.load_resend_snapshot(con, str(base), fields)
-        elif base is not None and base.exists():
-            diff.load_snapshot(con, str(base), fields)
+        overlay = self.state.path(pending.base_overlay) if pending.base_overlay else None
+        if base is not None and base.exists():
+            source = snapshot_files.relation(base, overlay)
+            if pending.resend_base:
+                diff.load_resend_snapshot(con, source, fields)
+            else:
+                diff.load_snapshot(con, source, fields)
         else:
             diff.create_empty_snapshot(con, fields)
         # The pending file holds no payloads (folding needs none).

@@ -80,7 +80,7 @@ class SyncRunner:
         self.destination = destination
         """Who this run sends to (``Destination.identity``, as text): the state is bound to it."""
         self.committer = Committer(self.state, self.tracked, self.fingerprint, mode.prune_sql(),
-                                   destination)
+                                   destination, overlay_min_rows=state_config.overlay_min_rows)
 
     def _engine(self, spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
         return engine_connection(spill_dir or self.state.tmp_dir, self.state_config.memory_limit,
@@ -162,6 +162,7 @@ class SyncRunner:
             self.state.begin_pending(Pending(run_id=result.run_id, fingerprint=self.fingerprint,
                                              fields=[f.name for f in self.tracked],
                                              base_snapshot=self.baseline.snapshot,
+                                             base_overlay=self.baseline.overlay,
                                              resend_base=self.baseline.resend,
                                              destination=self.destination))
 
@@ -180,7 +181,10 @@ class SyncRunner:
         result.counts["failed"] = len(delivery.failed)
         rejected.outcome_table(con, delivery.rejected, delivery.failed)
         t1 = time.perf_counter()
-        result.counts["snapshot_rows"] = self.committer.commit(con, result.run_id, delivery.acked).rows
+        # ``snap`` is the current snapshot's files unless this run resends or an audit rebased it.
+        base = ((self.baseline.snapshot, self.baseline.overlay)
+                if self.baseline.reason is None and self.rebase is None and self.baseline.snapshot else None)
+        result.counts["snapshot_rows"] = self.committer.commit(con, result.run_id, delivery.acked, base=base).rows
         self._stage(result, "commit", t1)
         result.notes.extend(f"{count} row(s) acknowledged with a note: {note}"
                             for note, count in sorted(delivery.notes.items()))
@@ -303,7 +307,7 @@ class SyncRunner:
                 result.notes.append(note)
         # Nothing acknowledged yet (a first run): every row is new, so pass 2 takes them
         # all without joining them against the delta keys.
-        all_new = self.rebase is None and not scalar(con, "SELECT count(*) FROM snap")
+        all_new = self.rebase is None and not scalar(con, "SELECT count(*) FROM (SELECT 1 FROM snap LIMIT 1)")
 
         def row_column(f: Field) -> str | None:
             # The model's rows are in ``raw_table`` (by row id) or copied into ``cur_raw``.

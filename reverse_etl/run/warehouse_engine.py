@@ -29,20 +29,20 @@ resend that ``plan`` announces.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from reverse_etl.diff.fields import Field, resolve_columns
-from reverse_etl.diff.sqltext import ident, literal, scalar
+from reverse_etl.diff.sqltext import ident, scalar, table_exists
 from reverse_etl.diff.tables import WAREHOUSE_REMOVED
 from reverse_etl.diff.workspace import MODEL_TABLE
 from reverse_etl.errors import ConfigError, SourceError
 from reverse_etl.project.config import StateConfig
 from reverse_etl.project.model_sql import ResolvedModel
-from reverse_etl.run.commit import Committer
+from reverse_etl.run.commit import Committer, SnapshotFiles
 from reverse_etl.run.destination import ModelResolver, Sender, SyncMode, SyncSpec
 from reverse_etl.run.events import Hooks
 from reverse_etl.run.results import SyncResult
@@ -62,10 +62,6 @@ def engine_fingerprint(local: str, dialect: str) -> str:
     return hashlib.sha256(f"{local}|engine=warehouse:{dialect}".encode()).hexdigest()[:20]
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(scalar(con, f"SELECT count(*) FROM information_schema.tables WHERE table_name = {literal(name)}"))
-
-
 class WarehouseCommitter(Committer):
     """The local commit, preceded by one transactional MERGE of the same keys into the warehouse."""
 
@@ -77,29 +73,30 @@ class WarehouseCommitter(Committer):
         self.uploaded = 0
 
     def write(self, con: duckdb.DuckDBPyConnection, run_id: str, fingerprint: str | None,
-              *, keep_snapshot: bool = False, destination: str | None = None) -> Meta:
+              *, keep_snapshot: bool = False, destination: str | None = None,
+              base: SnapshotFiles | None = None, fields: Sequence[Field] | None = None) -> Meta:
         previous = self.state.meta()
         marker_run, _ = self.warehouse.marker()
         trusted = (not self.force_rebuild and marker_run is not None
                    and marker_run in (previous.folded_run, run_id))
-        built = _table_exists(con, "new_snap") and not keep_snapshot
+        built = table_exists(con, "new_snap") and not keep_snapshot
         if trusted:
             rows = self._affected(con) if built else []
         elif built:
             rows = con.execute("SELECT key, digest, TRUE FROM new_snap").fetchall()
         elif previous.snapshot:
-            path = literal(str(self.state.path(previous.snapshot)))
-            rows = con.execute(f"SELECT key, digest, TRUE FROM read_parquet({path})").fetchall()
+            rows = con.execute(f"SELECT key, digest, TRUE FROM {self.state.snapshot_sql(['key', 'digest'])} s").fetchall()
         else:
             rows = []
         self.uploaded += len(rows)
         self.warehouse.commit(rows, run_id, fingerprint or "", rebuild=not trusted)
-        return super().write(con, run_id, fingerprint, keep_snapshot=keep_snapshot, destination=destination)
+        return super().write(con, run_id, fingerprint, keep_snapshot=keep_snapshot, destination=destination,
+                             base=base, fields=fields)
 
     def _affected(self, con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
         """(key, digest, still in the snapshot) of every key this run (or recovered run) could alter."""
         sources = ["SELECT key FROM changes"]
-        if _table_exists(con, "cur_raw"):
+        if table_exists(con, "cur_raw"):
             sources.append("SELECT key FROM cur_raw")
         return con.execute(f"""
             SELECT a.key, n.digest, n.key IS NOT NULL
@@ -131,7 +128,8 @@ class WarehouseRunner(SyncRunner):
         self.local_fingerprint = self.fingerprint
         self.fingerprint = engine_fingerprint(self.fingerprint, self.warehouse.dialect)
         self.committer = self.wh_committer = WarehouseCommitter(
-            self.state, self.tracked, self.fingerprint, mode.prune_sql(), destination, snapshot=self.warehouse)
+            self.state, self.tracked, self.fingerprint, mode.prune_sql(), destination, snapshot=self.warehouse,
+            overlay_min_rows=self.state_config.overlay_min_rows)
         self.scanned = 0
         self.fetched = 0
         self.every_row = False

@@ -70,8 +70,13 @@ def lookup_key(state: SyncState, ledger: Ledger, key: str, max_attempts: int) ->
     with tempfile.TemporaryDirectory(prefix=".lookup-", dir=beside) as pinned:
         meta = state.pin(Path(pinned))
         snap, rej = state.snapshot_path(), state.rejected_path()
+        overlay = state.path(meta.overlay) if meta.overlay else None
         if snap is not None and snap.exists():
-            rows = _rows(snap, key)
+            # An overlay row (or tombstone) replaces the base file's row of its key.
+            rows = _rows(overlay, key) if overlay is not None and overlay.exists() else []
+            if not rows:
+                rows = _rows(snap, key)
+            rows = [r for r in rows if not r.pop("dropped", False)]
             if rows:
                 row = rows[0]
                 row.pop("key", None)

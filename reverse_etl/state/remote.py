@@ -5,6 +5,7 @@ project) is what DuckDB reads and writes by path. Objects of ``<url>/<sync>/``::
 
     meta.json                   as locally; replaced only with If-Match (its e-tag)
     snapshot-<run>.parquet      immutable once written (names are unique per run)
+    overlay-<run>.parquet       likewise (see ``snapshot_files``)
     rejected-<run>.parquet
     pending.json                the change set under delivery ...
     pending-<run>.parquet       ... uploaded before the first request is sent
@@ -71,10 +72,11 @@ class SyncMirror:
         self._meta_etag = meta_blob.etag if meta_blob else None
         meta = _loads(meta_blob.data) if meta_blob else {}
         checksums: dict[str, str] = dict(meta.get("checksums") or {})
-        wanted = [meta.get(k) for k in ("snapshot", "rejected", "previous")]
+        wanted = [meta.get(k) for k in ("snapshot", "overlay", "rejected", "previous")]
         pending = _loads(pending_blob.data) if pending_blob else None
         if pending is not None:
-            wanted += [f"pending-{pending['run_id']}.parquet", pending.get("base_snapshot")]
+            wanted += [f"pending-{pending['run_id']}.parquet", pending.get("base_snapshot"),
+                       pending.get("base_overlay")]
         wanted += [n for n in names if _is_record(n)]
         if meta_blob is None:  # meta.json lost: the newest snapshot is knowledge (baseline)
             wanted += [n for n in names if n.startswith("snapshot-")][-1:]
@@ -167,7 +169,7 @@ class SyncMirror:
         names = self._names()
         drop = [n for n in names if n == "pending.json" or n.startswith(("pending-", "journal-"))]
         if keep is not None:
-            drop += [n for n in names if n.startswith(("snapshot-", "rejected-")) and n not in keep]
+            drop += [n for n in names if n.startswith(("snapshot-", "overlay-", "rejected-")) and n not in keep]
         self.store.delete([self.prefix + n for n in drop])
         self._remote -= set(drop)
 

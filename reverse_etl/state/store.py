@@ -7,6 +7,8 @@ Layout of ``<state>/<sync>/``::
                            sha256 checksums, and (after a reset) the snapshot
                            kept as ``previous`` knowledge for the next full resend
     snapshot-<run>.parquet per key, the encoded values Insider acknowledged
+    overlay-<run>.parquet  the rows changed since that snapshot was written
+                           (optional; see :mod:`.snapshot_files`)
     rejected-<run>.parquet rows held back, with Insider's (or our) reason
     pending.json           the run whose change set is being delivered
     pending-<run>.parquet  that change set, one row per row_id
@@ -29,13 +31,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import orjson
 
 from reverse_etl.errors import StateError
+from reverse_etl.state import snapshot_files
 from reverse_etl.state.journal import Journal
 from reverse_etl.state.lock import SyncLock
 
@@ -53,6 +58,11 @@ class Meta:
     rejected: str | None = None
     folded_run: str | None = None
     rows: int = 0
+    """Rows of the snapshot (base and overlay together)."""
+    overlay: str | None = None
+    """The overlay over ``snapshot``: rows changed since it was written (see :mod:`.snapshot_files`)."""
+    overlay_rows: int = 0
+    """Rows (tombstones included) in ``overlay``."""
     previous: str | None = None
     """A snapshot kept by ``reset`` (not current): knowledge for the next full resend,
     which deletes values that became NULL and applies ``on_removed`` to keys that left."""
@@ -61,6 +71,10 @@ class Meta:
     destination: str | None = None
     """Which destination acknowledged the snapshot (see ``run.destination.Destination.identity``);
     None for state written before destinations were recorded (taken as the current one)."""
+
+    def files(self) -> list[str]:
+        """The state files this meta names (snapshot, overlay, rejected, previous)."""
+        return [n for n in (self.snapshot, self.overlay, self.rejected, self.previous) if n]
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,8 @@ class Pending:
     fields: list[str]
     base_snapshot: str | None = None
     """The snapshot file the change set was diffed against (None: a full resend)."""
+    base_overlay: str | None = None
+    """The overlay over ``base_snapshot`` it was diffed against, if any."""
     resend_base: bool = False
     """``base_snapshot`` was only knowledge for a full resend (see ``compare.load_resend_snapshot``)."""
     destination: str | None = None
@@ -191,9 +207,17 @@ class SyncState:
         return found[-1] if found else None
 
     def snapshot_path(self) -> Path | None:
-        """The current snapshot file, if any."""
+        """The current snapshot's base file, if any (see :meth:`snapshot_sql` for its rows)."""
         name = self.meta().snapshot
         return self.path(name) if name else None
+
+    def snapshot_sql(self, columns: Sequence[str] | None = None) -> str | None:
+        """SQL (a subquery) for the current snapshot's rows, base and overlay; None without one."""
+        meta = self.meta()
+        if not meta.snapshot:
+            return None
+        return snapshot_files.relation(self.path(meta.snapshot),
+                                       self.path(meta.overlay) if meta.overlay else None, columns)
 
     def rejected_path(self) -> Path | None:
         """The current rejected-rows file, if any."""
@@ -203,7 +227,7 @@ class SyncState:
     def verify(self, meta: Meta, names: tuple[str | None, ...] | None = None) -> None:
         """Raise :class:`StateError` (one line: the file, the recovery command) if a file
         named by ``meta`` is missing, truncated or corrupted (its sha256 differs)."""
-        for name in names if names is not None else (meta.snapshot, meta.rejected, meta.previous):
+        for name in names if names is not None else meta.files():
             if not name:
                 continue
             path = self.path(name)
@@ -228,12 +252,11 @@ class SyncState:
         for _ in range(attempts):
             self._pinned, self._copies = None, {}
             meta = self.meta()
-            names = [n for n in (meta.snapshot, meta.rejected, meta.previous) if n]
+            names = meta.files()
             pending = self.pending()
             if pending is not None:
                 names += [p.name for p in self.pending_paths(pending.run_id)]
-                if pending.base_snapshot:
-                    names.append(pending.base_snapshot)
+                names += [n for n in (pending.base_snapshot, pending.base_overlay) if n]
             copies: dict[str, Path] = {}
             missing = False
             for name in dict.fromkeys(names):
@@ -309,10 +332,9 @@ class SyncState:
         that was not rewritten, computed for a new one).
         """
         checksums = {}
-        for name in (meta.snapshot, meta.rejected, meta.previous):
-            if name:
-                _fsync_file(self.dir / name)
-                checksums[name] = meta.checksums.get(name) or file_sha256(self.dir / name)
+        for name in meta.files():
+            _fsync_file(self.dir / name)
+            checksums[name] = meta.checksums.get(name) or file_sha256(self.dir / name)
         meta = replace(meta, checksums=checksums)
         _write_atomic(self.dir / "meta.json", orjson.dumps(meta.__dict__))
         self._publish(meta)
@@ -324,7 +346,7 @@ class SyncState:
         if self.remote is not None:
             if self._lease is not None:
                 self._lease.check()
-            self.remote.push_state(self.dir, [n for n in (meta.snapshot, meta.rejected, meta.previous) if n])
+            self.remote.push_state(self.dir, meta.files())
 
     def clear_pending(self, *, local_only: bool = False) -> None:
         """Forget a change set once it has been folded (or was never sent)."""
@@ -355,10 +377,13 @@ class SyncState:
             candidate = meta.snapshot or meta.previous
             if candidate and (self.dir / candidate).exists():
                 try:
-                    self.verify(meta, (candidate,))
+                    self.verify(meta, (candidate, meta.overlay if candidate == meta.snapshot else None))
                     keep = candidate
                 except StateError:
                     keep = None
+            if keep is not None and keep == meta.snapshot and meta.overlay:
+                # ``previous`` is one file: the base with its overlay applied.
+                keep = self._compacted(keep, meta.overlay)
         for child in self.dir.iterdir():
             if child.name in ("lock", keep):
                 continue
@@ -379,9 +404,20 @@ class SyncState:
         return ("everything forgotten: the next run resends every row; values that became NULL and "
                 "users who left cannot be cleared")
 
+    def _compacted(self, base: str, overlay: str) -> str | None:
+        """A new snapshot file holding ``base`` with ``overlay`` applied (None if unreadable)."""
+        name = base.removesuffix(".parquet") + "-compacted.parquet"
+        if not (self.dir / overlay).exists():
+            return None
+        try:
+            snapshot_files.compact(self.dir / base, self.dir / overlay, self.dir / name)
+        except duckdb.Error:
+            return None
+        return name
+
     def _remove_unreferenced(self, meta: Meta) -> None:
-        keep = {meta.snapshot, meta.rejected, meta.previous}
-        for pattern in ("snapshot-*.parquet", "rejected-*.parquet"):
+        keep = set(meta.files())
+        for pattern in ("snapshot-*.parquet", "overlay-*.parquet", "rejected-*.parquet"):
             for path in self.dir.glob(pattern):
                 if path.name not in keep:
                     path.unlink(missing_ok=True)
