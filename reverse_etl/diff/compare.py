@@ -329,13 +329,28 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
         ) pruned
         WHERE NOT coalesce({prune}, FALSE)
     """)
+    untouched_cols = ", ".join(f"NULL::VARCHAR AS {v(f)}, FALSE AS {w(f)}" for f in fields)
+    resend = literal(RESEND_DIGEST)
+    if with_delta:
+        # The snapshot rows of delta keys are in ``delta`` already (``s:<field>``): snap,
+        # whose every value of every row a join reads, is read only for the other
+        # touched keys (removals), and not at all when there are none.
+        delta_cols = ", ".join(f"d.{ident('s:' + f.name)} AS {ident(f.name)}" for f in fields)
+        before = f"""(SELECT d.key, d.resend{sep}{delta_cols} FROM delta d WHERE d.s_key IS NOT NULL
+              UNION ALL
+              SELECT s.key, s.digest = {resend}{sep}{snap_cols} FROM snap s
+              WHERE s.key IN (SELECT key FROM keyed k WHERE NOT EXISTS (SELECT 1 FROM delta d WHERE d.key = k.key)))"""
+    else:
+        before = f"(SELECT s.key, s.digest = {resend} AS resend{sep}{snap_cols} FROM snap s)"
+    touched_digest = (f"CASE WHEN k.all_acked AND k.digest IS NOT NULL THEN k.digest "
+                      f"WHEN s.resend THEN {resend} ELSE NULL END AS digest")
     con.execute(f"""
         CREATE OR REPLACE VIEW fold_touched AS {ctes}
-        SELECT k.key{sep}{final_cols}, {new_digest}, {stays} AS live, s.key IS NOT NULL AS was_present
-        FROM keyed k LEFT JOIN snap s ON s.key = k.key
-        UNION ALL
-        -- Delta rows that needed no operation: only their digest changes.
-        SELECT s.key{sep}{snap_cols}, f.digest, TRUE, TRUE FROM fresh f JOIN snap s ON s.key = f.key
+        SELECT k.key{sep}{final_cols}, {touched_digest}, {stays} AS live, s.key IS NOT NULL AS was_present
+        FROM (SELECT * FROM keyed UNION ALL
+              -- Delta rows that needed no operation: acknowledged, nothing written, a new digest.
+              SELECT key, TRUE, digest, FALSE, FALSE{sep}{untouched_cols} FROM fresh) k
+        LEFT JOIN {before} s ON s.key = k.key
     """)
 
 
