@@ -311,14 +311,20 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
           FROM {flagged} f WHERE EXISTS (SELECT 1 FROM multi m WHERE m.key = f.key) GROUP BY key
         ),
         fresh AS ({untouched_delta})"""
-    new_digest = (f"CASE WHEN k.all_acked AND k.digest IS NOT NULL THEN k.digest "
-                  f"WHEN s.digest = {literal(RESEND_DIGEST)} THEN s.digest ELSE NULL END AS digest")
+    resend = literal(RESEND_DIGEST)
+
+    def new_digest(was_resend: str) -> str:
+        # The row's digest once every operation was acknowledged; else a resend mark kept
+        # (``was_resend``: the snapshot row carried it) or NULL, so the key is diffed again.
+        return (f"CASE WHEN k.all_acked AND k.digest IS NOT NULL THEN k.digest "
+                f"WHEN {was_resend} THEN {resend} ELSE NULL END AS digest")
+
     stays = "NOT k.dropped AND (s.key IS NOT NULL OR k.wrote OR (k.all_acked AND k.digest IS NOT NULL))"
     con.execute(f"""
         CREATE OR REPLACE VIEW new_snap AS {ctes}
         SELECT * FROM (
           -- Every key this run touched, against its snapshot row (if any).
-          SELECT k.key{sep}{final_cols}, {new_digest}
+          SELECT k.key{sep}{final_cols}, {new_digest(f"s.digest = {resend}")}
           FROM keyed k LEFT JOIN snap s ON s.key = k.key
           WHERE {stays}
           UNION ALL
@@ -330,7 +336,6 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
         WHERE NOT coalesce({prune}, FALSE)
     """)
     untouched_cols = ", ".join(f"NULL::VARCHAR AS {v(f)}, FALSE AS {w(f)}" for f in fields)
-    resend = literal(RESEND_DIGEST)
     if with_delta:
         # The snapshot rows of delta keys are in ``delta`` already (``s:<field>``): snap,
         # whose every value of every row a join reads, is read only for the other
@@ -342,11 +347,9 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
               WHERE s.key IN (SELECT key FROM keyed k WHERE NOT EXISTS (SELECT 1 FROM delta d WHERE d.key = k.key)))"""
     else:
         before = f"(SELECT s.key, s.digest = {resend} AS resend{sep}{snap_cols} FROM snap s)"
-    touched_digest = (f"CASE WHEN k.all_acked AND k.digest IS NOT NULL THEN k.digest "
-                      f"WHEN s.resend THEN {resend} ELSE NULL END AS digest")
     con.execute(f"""
         CREATE OR REPLACE VIEW fold_touched AS {ctes}
-        SELECT k.key{sep}{final_cols}, {touched_digest}, {stays} AS live, s.key IS NOT NULL AS was_present
+        SELECT k.key{sep}{final_cols}, {new_digest("s.resend")}, {stays} AS live, s.key IS NOT NULL AS was_present
         FROM (SELECT * FROM keyed UNION ALL
               -- Delta rows that needed no operation: acknowledged, nothing written, a new digest.
               SELECT key, TRUE, digest, FALSE, FALSE{sep}{untouched_cols} FROM fresh) k
