@@ -87,6 +87,26 @@ def test_first_no_change_and_one_percent_runs_move_only_what_changed(
     assert run(project).counts["transferred"] == 0
 
 
+def test_keys_with_quotes_commas_and_unicode_reach_the_snapshot_table_exactly(
+        project: PgProject, insider_emulator: Emulator) -> None:
+    # The commit streams (key, digest) pairs as CSV into COPY: quoting must survive every key.
+    odd = ["o'brien", 'a,"b"', "tab\there", "ünï-çødé-日本", "  padded  ", ""]
+    for i, key in enumerate(odd, start=1):
+        project.pg_sql(f"UPDATE raw_customers SET customer_id = '{key.replace(chr(39), chr(39) * 2)}' "
+                       f"WHERE customer_id = 'u{i}'")
+    first = run(project)
+    assert (first.outcome, first.counts["invalid"]) == ("partial", 1), first.message  # the empty uuid
+    # Keys are trimmed (as Insider does); an empty one is refused by Insider's rules: kept
+    # as invalid, never committed.
+    model_keys = {r[0].strip() for r in project.pg_sql("SELECT customer_id FROM raw_customers")} - {""}
+    table = dict(project.pg_sql(f"SELECT key, digest FROM {SNAPSHOT_TABLE}"))  # type: ignore[arg-type]
+    assert set(table) == model_keys
+    assert all(digest and len(digest) == 32 for digest in table.values())
+    assert {p["identifiers"]["uuid"] for p in insider_emulator.profiles()} == model_keys
+    again = run(project)
+    assert again.counts["unchanged"] == len(model_keys) and again.requests == 0, again.counts
+
+
 def test_a_value_that_became_null_is_deleted_in_insider(project: PgProject, insider_emulator: Emulator) -> None:
     run(project)
     mark = len(insider_emulator.requests())

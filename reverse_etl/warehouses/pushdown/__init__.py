@@ -12,7 +12,7 @@ applies a run's acknowledged keys in one transaction (MERGE + marker).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -115,10 +115,12 @@ class WarehouseSnapshot:
         self.session.commit()
 
     # ------------------------------------------------------------ commit
-    def commit(self, rows: Sequence[tuple[str, str | None, bool]], run_id: str, fingerprint: str,
-               *, rebuild: bool) -> None:
-        """Stage ``rows`` (key, digest, keep), MERGE them (or, ``rebuild``, replace the table's
-        rows with the kept ones), and move the marker to ``run_id``: one transaction.
+    def commit(self, rows: Iterable[pa.RecordBatch], run_id: str, fingerprint: str,
+               *, rebuild: bool) -> int:
+        """Stage ``rows`` (batches of key, digest, keep), MERGE them (or, ``rebuild``, replace the
+        table's rows with the kept ones), and move the marker to ``run_id``: one transaction.
+        Returns how many rows were staged. The batches are streamed into the warehouse's bulk
+        loader, so memory stays one batch however many keys a first run commits.
 
         Where statements commit one by one (Snowflake's autocommit session) this is still safe:
         the MERGE is idempotent, and until the marker moves, the next run's recovery MERGEs the
@@ -136,9 +138,9 @@ class WarehouseSnapshot:
                 self.run(statement)
         session.begin()
         try:
-            session.upload(objects.staging, [objects.col(c) for c in ("key", "digest", "keep")], rows,
-                           stage=objects.upload_stage(secrets.token_hex(4)))
-            for statement in (sql.rebuild(objects) if rebuild else [sql.merge(objects)] if rows else []):
+            staged = session.upload(objects.staging, [objects.col(c) for c in ("key", "digest", "keep")], rows,
+                                    stage=objects.upload_stage(secrets.token_hex(4)))
+            for statement in (sql.rebuild(objects) if rebuild else [sql.merge(objects)] if staged else []):
                 self.run(statement)
             for statement in sql.write_marker(objects, run_id, fingerprint):
                 self.run(statement)
@@ -148,3 +150,4 @@ class WarehouseSnapshot:
             raise
         self.run(sql.drop_staging(objects))
         session.commit()
+        return staged

@@ -10,16 +10,37 @@ query ids).
 from __future__ import annotations
 
 import contextlib
+import io
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from reverse_etl.errors import SourceError
 from reverse_etl.warehouses.base import Source
 
 UPLOAD_CHUNK = 16_384
-"""Rows per INSERT when a driver has no bulk path (COPY, a stage)."""
+"""Rows per uploaded batch (and per INSERT when a driver has no bulk path: COPY, a stage)."""
+
+_CSV = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid", batch_size=UPLOAD_CHUNK)
+"""Every value quoted, NULL an unquoted empty field: Postgres' and Snowflake's CSV
+formats read that back as NULL, and ``""`` as ''."""
+
+
+def csv_bytes(batch: pa.RecordBatch) -> bytes:
+    """One batch as CSV (UTF-8) in the quoting both bulk loaders read exactly."""
+    buffer = io.BytesIO()
+    pa_csv.write_csv(batch, buffer, _CSV)
+    return buffer.getvalue()
+
+
+def python_rows(batches: Iterable[pa.RecordBatch]) -> Iterator[list[tuple[Any, ...]]]:
+    """Each batch as a list of row tuples, for drivers that only bind rows."""
+    for batch in batches:
+        yield list(zip(*(column.to_pylist() for column in batch.columns), strict=True))
 
 
 class WarehouseSession(Protocol):
@@ -45,10 +66,11 @@ class WarehouseSession(Protocol):
         semi-structured (JSON text is its exact form)."""
         ...
 
-    def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *,
-               stage: str) -> None:
-        """Insert ``rows`` into an existing table (``table`` and ``columns`` are quoted SQL names),
-        in bulk where the driver can (``stage``: a quoted name free for a temporary stage)."""
+    def upload(self, table: str, columns: Sequence[str], batches: Iterable[pa.RecordBatch], *,
+               stage: str) -> int:
+        """Insert the rows of ``batches`` (streamed: memory stays one batch) into an existing
+        table (``table`` and ``columns`` are quoted SQL names), in bulk where the driver can
+        (``stage``: a quoted name free for a temporary stage). Returns how many rows."""
         ...
 
     def commit(self) -> None:
@@ -132,26 +154,33 @@ class SQLAlchemySession:
         finally:
             cursor.close()
 
-    def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *,
-               stage: str) -> None:
-        if not rows:
-            return
+    def upload(self, table: str, columns: Sequence[str], batches: Iterable[pa.RecordBatch], *,
+               stage: str) -> int:
         names = ", ".join(columns)
         dbapi = self._dbapi
+        count = 0
         try:
             with contextlib.closing(dbapi.cursor()) as cursor:
-                if type(dbapi).__module__.startswith("psycopg."):  # psycopg 3: COPY, the bulk path
-                    with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                    return
+                if type(dbapi).__module__.split(".")[0] == "psycopg":  # psycopg 3: COPY, the bulk path
+                    encoding = dbapi.info.encoding
+                    with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
+                        for batch in batches:
+                            data = csv_bytes(batch)
+                            if encoding.replace("-", "").lower() != "utf8":  # the session's encoding
+                                data = data.decode("utf-8").encode(encoding)
+                            copy.write(data)
+                            count += batch.num_rows
+                    return count
                 style = self.conn.dialect.loaded_dbapi.paramstyle
                 mark = {"qmark": "?", "numeric": ":1", "named": ":p"}.get(style, "%s")
                 statement = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))})"
-                for start in range(0, len(rows), UPLOAD_CHUNK):
-                    cursor.executemany(statement, list(rows[start:start + UPLOAD_CHUNK]))
+                for rows in python_rows(batches):
+                    if rows:
+                        cursor.executemany(statement, rows)
+                        count += len(rows)
         except self._errors as exc:
             raise self._fail(exc, "INSERT") from None
+        return count
 
     def begin(self) -> None:
         # The driver begins on first use; end whatever read transaction is open first.
@@ -224,26 +253,24 @@ class SnowflakeSession:
         finally:
             cursor.close()
 
-    def upload(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *,
-               stage: str) -> None:
+    def upload(self, table: str, columns: Sequence[str], batches: Iterable[pa.RecordBatch], *,
+               stage: str) -> int:
         """Snowflake's bulk path: one CSV file, PUT to a temporary internal stage, one COPY INTO.
 
         (INSERTs of bound rows run at about 1,000 rows a second; this is the loading path
-        Snowflake documents.) The CSV is written by DuckDB: every value quoted, NULL as an
-        unquoted empty field, which Snowflake reads back as NULL (and ``""`` as '').
+        Snowflake documents.) The CSV is written batch by batch: every value quoted, NULL
+        as an unquoted empty field, which Snowflake reads back as NULL (and ``""`` as '').
         """
-        if not rows:
-            return
-        import duckdb
-        import pyarrow as pa
-
         names = ", ".join(columns)
-        table_data = pa.table({f"c{i}": list(values) for i, values in enumerate(zip(*rows, strict=True))})
+        count = 0
         with tempfile.TemporaryDirectory(prefix="reverse_etl_upload_") as tmp:
             path = Path(tmp) / "keys.csv"
-            with contextlib.closing(duckdb.connect()) as local:
-                local.register("upload", table_data)
-                local.execute(f"COPY upload TO '{path}' (FORMAT csv, HEADER false, FORCE_QUOTE *, NULL '')")
+            with open(path, "wb") as handle:
+                for batch in batches:
+                    handle.write(csv_bytes(batch))
+                    count += batch.num_rows
+            if not count:
+                return 0
             self._run(f"CREATE TEMPORARY STAGE {stage}").close()
             try:
                 self._run(f"PUT 'file://{path.as_posix()}' @{stage} AUTO_COMPRESS=TRUE OVERWRITE=TRUE").close()
@@ -252,6 +279,7 @@ class SnowflakeSession:
             finally:
                 with contextlib.suppress(SourceError):
                     self._run(f"DROP STAGE IF EXISTS {stage}").close()
+        return count
 
     # Autocommit: each statement commits alone (fakesnow cannot run the MERGE inside BEGIN ..
     # COMMIT). The commit is built so that is safe: see WarehouseSnapshot.commit.
