@@ -14,7 +14,7 @@ import pyarrow as pa
 from reverse_etl.diff import compare as diff
 from reverse_etl.diff import rejected
 from reverse_etl.diff.fields import Field
-from reverse_etl.diff.sqltext import literal, scalar, table_exists
+from reverse_etl.diff.sqltext import literal, scalar
 from reverse_etl.state import SyncState, read_journal, snapshot_files
 from reverse_etl.state.store import Meta, Pending
 
@@ -58,13 +58,15 @@ class Committer:
 
     def write(self, con: duckdb.DuckDBPyConnection, run_id: str, fingerprint: str | None,
               *, keep_snapshot: bool = False, destination: str | None = None,
-              base: SnapshotFiles | None = None, fields: Sequence[Field] | None = None) -> Meta:
+              base: SnapshotFiles | None = None, fields: Sequence[Field] | None = None,
+              with_delta: bool = True) -> Meta:
         """Write ``new_snap`` (or only its changed rows) and ``new_rej``, then make them current atomically.
 
         ``keep_snapshot``: nothing changed, so the current snapshot files stay (a
         no-change run over millions of rows must not rewrite them). ``base``: the
         files ``snap`` was read from, when it is the current snapshot (see :meth:`commit`);
-        ``fields``: the fields folded (default: the tracked ones).
+        ``fields``: the fields folded (default: the tracked ones); ``with_delta``: the fold
+        also applied this run's ``delta`` (False: a crashed run's, folded from ``changes`` alone).
         """
         previous = self.state.meta()
         rej_name = f"rejected-{run_id}.parquet"
@@ -73,7 +75,7 @@ class Committer:
         if keep_snapshot and previous.snapshot:
             snap_name, overlay, rows = previous.snapshot, previous.overlay, previous.rows
             overlay_rows = previous.overlay_rows
-        elif self._may_overlay(con, previous, fingerprint, base):
+        elif self._may_overlay(con, previous, fingerprint, base, with_delta=with_delta):
             assert previous.snapshot is not None
             snap_name, overlay = previous.snapshot, f"overlay-{run_id}.parquet"
             old = snapshot_files.parquet(self.state.path(previous.overlay)) if previous.overlay else None
@@ -99,7 +101,7 @@ class Committer:
         return int(written[0]) if written else 0
 
     def _may_overlay(self, con: duckdb.DuckDBPyConnection, previous: Meta, fingerprint: str | None,
-                     base: SnapshotFiles | None) -> bool:
+                     base: SnapshotFiles | None, *, with_delta: bool) -> bool:
         """Write only the changed rows: ``snap`` is the current snapshot, under the same
         mapping, big enough to be worth it, and the overlay stays small (else compact)."""
         if (base is None or previous.snapshot is None or base != (previous.snapshot, previous.overlay)
@@ -107,7 +109,7 @@ class Committer:
                 or self.overlay_min_rows is None or previous.rows < self.overlay_min_rows):
             return False
         # At most one overlay row per key in changes or (a normal run's) delta.
-        delta = " UNION SELECT key FROM delta" if table_exists(con, "delta") else ""
+        delta = " UNION SELECT key FROM delta" if with_delta else ""
         touched = scalar(con, f"SELECT count(*) FROM (SELECT key FROM changes{delta})")
         return previous.overlay_rows + touched <= snapshot_files.OVERLAY_SHARE * previous.rows
 
@@ -130,7 +132,7 @@ class Committer:
                        else (pending.base_snapshot, pending.base_overlay))
         self.write(con, pending.run_id, pending.fingerprint,
                    destination=pending.destination or self.state.meta().destination,
-                   base=folded_over, fields=None if same else fields_named(pending.fields))
+                   base=folded_over, fields=None if same else fields_named(pending.fields), with_delta=False)
         return folded
 
     def fold_pending(self, con: duckdb.DuckDBPyConnection, pending: Pending) -> int:

@@ -76,7 +76,8 @@ class WarehouseCommitter(Committer):
 
     def write(self, con: duckdb.DuckDBPyConnection, run_id: str, fingerprint: str | None,
               *, keep_snapshot: bool = False, destination: str | None = None,
-              base: SnapshotFiles | None = None, fields: Sequence[Field] | None = None) -> Meta:
+              base: SnapshotFiles | None = None, fields: Sequence[Field] | None = None,
+              with_delta: bool = True) -> Meta:
         previous = self.state.meta()
         marker_run, _ = self.warehouse.marker()
         trusted = (not self.force_rebuild and marker_run is not None
@@ -95,7 +96,7 @@ class WarehouseCommitter(Committer):
         rows = arrow_reader(con, query, UPLOAD_CHUNK) if query else iter(())
         self.uploaded += self.warehouse.commit(rows, run_id, fingerprint or "", rebuild=not trusted)
         return super().write(con, run_id, fingerprint, keep_snapshot=keep_snapshot, destination=destination,
-                             base=base, fields=fields)
+                             base=base, fields=fields, with_delta=with_delta)
 
     def _affected(self, con: duckdb.DuckDBPyConnection) -> str:
         """A query of (key, digest, keep: still in the snapshot) for every key this run (or
