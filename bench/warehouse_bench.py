@@ -90,8 +90,11 @@ def phase(project: str) -> dict[str, Any]:
 
 
 def run_phase(project: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--phase", str(project)], check=True,
+    out = subprocess.run([sys.executable, __file__, "--phase", str(project)],
                          capture_output=True, text=True, env=os.environ)
+    if out.returncode:  # say why: the run's own message is the last line of its stderr
+        tail = "\n".join(out.stderr.strip().splitlines()[-15:])
+        raise SystemExit(f"run of {project} exited {out.returncode}:\n{tail}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -152,6 +155,8 @@ def main() -> None:
                 running_cluster(Path(tmp)) as pg:
             for rows in sizes:
                 results.append(measure(pg, rows, Path(tmp)))
+                if args.json:  # each size as it finishes: a later failure keeps the earlier ones
+                    args.json.write_text(json.dumps(results, indent=2))
     finally:
         standin.kill()
     print_table(results)

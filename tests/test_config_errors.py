@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from project_factory import ProjectUnderTest, make_project
 
 from reverse_etl.cli import main
+from reverse_etl.insider.emulator import Emulator
 
 
 def cli(project: ProjectUnderTest, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -150,3 +151,20 @@ def test_a_secret_with_yaml_characters_loads_unchanged_and_is_never_echoed(proje
     project.write_config(text.replace('\'{{ env_var("INSIDER_API_KEY") }}\'', 'x {{ env_var("INSIDER_API_KEY") }}: y'))
     code, out, err = cli(project, "validate", env={"INSIDER_API_KEY": "*alias"})
     assert code == 1 and "alias" not in err + out and "env_var() value" in err
+
+
+def test_a_memory_budget_too_small_for_the_model_is_one_line_naming_the_setting(
+        tmp_path: Path, insider_emulator: Emulator) -> None:
+    project = make_project(tmp_path / "big", insider_emulator.url, rows=20_000)
+    with project.config() as config:
+        config["state"] = {"memory_limit": "2MB"}
+    code, _, err = cli(project, "run")
+    line = one_error_line(err)
+    assert code != 0 and "state.memory_limit: 2MB" in line and "raise state.memory_limit" in line
+    assert insider_emulator.profiles() == []
+    # Raised, the same project runs: nothing was half-committed by the failed run.
+    with project.config() as config:
+        config["state"] = {"memory_limit": "256MB"}
+    code, _, err = cli(project, "run")
+    assert code == 0, err
+    assert len(insider_emulator.profiles()) == 20_000

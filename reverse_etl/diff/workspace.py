@@ -59,6 +59,8 @@ def load_model(con: duckdb.DuckDBPyConnection, source: Source, model: ResolvedMo
             con.execute(f"CREATE OR REPLACE TABLE {MODEL_TABLE} AS SELECT * FROM model_stream")
     except SourceError as exc:
         raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: {exc}") from None
+    except duckdb.OutOfMemoryException:
+        raise  # the engine's memory budget, not the model: the runner says which setting
     except duckdb.Error as exc:
         raise SourceError(f"sync {sync_name!r}: model {model.name!r} ({model.origin}) failed: "
                           f"{_stream_error(exc)}") from None

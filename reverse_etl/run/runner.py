@@ -23,6 +23,7 @@ from reverse_etl.diff import rejected
 from reverse_etl.diff.fields import Field, resolve_columns
 from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
 from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model
+from reverse_etl.errors import ConfigError
 from reverse_etl.project.config import StateConfig
 from reverse_etl.project.model_sql import ResolvedModel
 from reverse_etl.run.baseline import load_baseline
@@ -108,6 +109,8 @@ class SyncRunner:
             for kind, payload in rows:
                 result.samples.setdefault(kind, []).append(payload)
             result.rejected_samples = self._validation_samples(con, samples)
+        except duckdb.OutOfMemoryException as exc:
+            raise self._out_of_memory(exc) from None
         finally:
             con.close()
             spill.cleanup()
@@ -132,8 +135,18 @@ class SyncRunner:
             con = self._engine()
             try:
                 self._run_locked(con, result, full_refresh)
+            except duckdb.OutOfMemoryException as exc:
+                raise self._out_of_memory(exc) from None
             finally:
                 con.close()
+
+    def _out_of_memory(self, exc: duckdb.OutOfMemoryException) -> ConfigError:
+        """A budget too small for this model is a setting to change, not a bug."""
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        return ConfigError(
+            f"sync {self.sync.name!r}: the run ran out of its DuckDB memory budget (state.memory_limit: "
+            f"{self.state_config.memory_limit}; DuckDB: {detail}); raise state.memory_limit in syncs.yml "
+            "and run again (rows Insider acknowledged are journaled: none is lost or sent twice)")
 
     # ------------------------------------------------------------ stages
     def _run_locked(self, con: duckdb.DuckDBPyConnection, result: SyncResult, full_refresh: bool) -> None:
@@ -330,8 +343,7 @@ class SyncRunner:
             result.counts["invalid"] = scalar(con, "SELECT count(*) FROM cur WHERE reason IS NOT NULL")
             return
         diff.create_delta(con, self.tracked, all_new=all_new)
-        # A no-change run proves from counts that no key left the model (no anti join).
-        diff.create_removed_keys(con, none_left=self.rebase is None and diff.every_key_still_present(con))
+        self._create_removed_keys(con)
         mode.build_changes(con)
         if "digest" not in {c for c, *_ in con.execute("DESCRIBE changes").fetchall()}:
             # A mode that built `changes` itself: each operation still carries its digest.
@@ -344,6 +356,11 @@ class SyncRunner:
         self._stage(result, "diff", t1)
 
     # ------------------------------------------- hooks (the warehouse engine overrides them)
+    def _create_removed_keys(self, con: duckdb.DuckDBPyConnection) -> None:
+        """``removed_keys``: snapshot keys the model no longer returns."""
+        # A no-change run proves from counts that no key left the model (no anti join).
+        diff.create_removed_keys(con, none_left=self.rebase is None and diff.every_key_still_present(con))
+
     def _read_source(self, con: duckdb.DuckDBPyConnection, result: SyncResult, *,
                      full_refresh: bool, fold_pending: bool) -> dict[str, str]:
         """Materialise the model's rows as ``model_rows``; returns its columns (lower name → type)."""

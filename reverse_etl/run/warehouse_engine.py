@@ -240,10 +240,26 @@ class WarehouseRunner(SyncRunner):
             result.full_resend_reason = ("engine changed (local → warehouse): every row is resent once, "
                                          "reconciled against the last snapshot")
         if not self.every_row:
-            # Rows that did not travel are still in the model: every snapshot key but the removed ones.
+            # Rows that did not travel are still in the model: every snapshot key but the removed
+            # ones. UNION ALL: a key in both is harmless to its readers (EXISTS), and no hash of
+            # every snapshot key is built to deduplicate them.
             con.execute(f"""CREATE OR REPLACE VIEW present AS
                 SELECT key FROM cur_raw WHERE key IS NOT NULL
-                UNION SELECT s.key FROM snap s WHERE NOT EXISTS (SELECT 1 FROM {REMOVED} r WHERE r.key = s.key)""")
+                UNION ALL SELECT s.key FROM snap s ANTI JOIN {REMOVED} r ON r.key = s.key""")
+
+    def _create_removed_keys(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.every_row:
+            super()._create_removed_keys(con)
+            return
+        # The warehouse named the keys that left: ``snap`` anti ``present`` is exactly the
+        # snapshot keys among them that did not travel back. Read that way, it never builds a
+        # hash of every snapshot key (which ran out of the 640 MB budget at 10M rows).
+        if not scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {REMOVED} LIMIT 1)"):
+            con.execute("CREATE OR REPLACE TABLE removed_keys (key VARCHAR)")
+            return
+        con.execute(f"""CREATE OR REPLACE TABLE removed_keys AS
+            SELECT s.key FROM snap s SEMI JOIN {REMOVED} r ON r.key = s.key
+            WHERE NOT EXISTS (SELECT 1 FROM cur_raw c WHERE c.key = s.key)""")
 
     def _model_rows(self, con: duckdb.DuckDBPyConnection) -> int:
         return self.scanned

@@ -55,6 +55,8 @@ class DuckDBSource:
             # Resolve the model's names exactly as in the warehouse itself.
             engine.execute("USE warehouse")
             engine.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS {sql}")
+        except duckdb.OutOfMemoryException:
+            raise  # the engine's memory budget, not the model: the runner says which setting
         except duckdb.Error as exc:
             raise SourceError(first_line(exc)) from None
         finally:
