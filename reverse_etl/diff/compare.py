@@ -33,6 +33,8 @@ RESEND_DIGEST = "full-resend"
 """Digest of a snapshot row kept only as knowledge for a full resend: it never equals
 a row's md5, so every such key is diffed again and (``delta.resend``) sent in full."""
 DROP_OPS = ("forget", "delete_user", "remove_clear")
+MAX_ACKED_SPAN_TESTS = 16
+"""Up to this many acknowledged row-id ranges, the fold tests ``row_id`` against each."""
 
 
 def raw_text_sql(col: str, duck_type: str) -> str:
@@ -240,7 +242,8 @@ def create_delta(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field], *, al
 
 
 def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: str,
-         prune_sql: str | None = None, *, with_delta: bool = True) -> None:
+         prune_sql: str | None = None, *, with_delta: bool = True,
+         acked_spans: Sequence[tuple[int, int]] | None = None) -> None:
     """``new_snap`` = ``snap`` with the acknowledged rows of ``changes`` applied.
 
     ``new_snap`` is a view: the commit streams it straight into the new snapshot
@@ -264,6 +267,10 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     :func:`create_overlay`): one row per key this run touched, its new row,
     ``live`` (it stays in the snapshot) and ``was_present`` (it was in ``snap``).
     It ignores ``prune_sql``, which filters every row.
+
+    ``acked_spans``: the row ids of ``acked_table`` as sorted, disjoint inclusive
+    ranges, when the caller has them. A few ranges (every request acknowledged is
+    one) become a range test on ``row_id`` instead of a join with every acknowledged id.
     """
     def w(f: Field) -> str:
         return ident("w:" + f.name)
@@ -293,11 +300,16 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
         "SELECT NULL::VARCHAR AS key, NULL::VARCHAR AS digest WHERE FALSE"
     prune = (f"{prune_sql} AND NOT EXISTS (SELECT 1 FROM present p WHERE p.key = pruned.key)"
              if prune_sql and with_delta else "FALSE")
+    if acked_spans is not None and len(acked_spans) <= MAX_ACKED_SPAN_TESTS:
+        acked_test = "(" + (" OR ".join(f"ch.row_id BETWEEN {int(first)} AND {int(last)}"
+                                        for first, last in acked_spans) or "FALSE") + ")"
+    else:
+        acked_test = f"EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)"
     # Written out in each branch, not a CTE: a CTE read twice is materialised, a
     # million-row copy of every value just to be read once per branch.
     # (Payloads are not needed here, and they are most of the bytes.)
     flagged = (f"""(SELECT ch.key, ch.op, ch.digest{sep}{", ".join(f"ch.{v(f)}, ch.{w(f)}" for f in fields)},
-            (ch.op IN ({auto}) OR EXISTS (SELECT 1 FROM {acked_table} a WHERE a.row_id = ch.row_id)) AS ok
+            (ch.op IN ({auto}) OR {acked_test}) AS ok
           FROM changes ch)""")
     ctes = f"""
         WITH multi AS (SELECT key FROM changes GROUP BY key HAVING count(*) > 1),
@@ -320,6 +332,14 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
                 f"WHEN {was_resend} THEN {resend} ELSE NULL END AS digest")
 
     stays = "NOT k.dropped AND (s.key IS NOT NULL OR k.wrote OR (k.all_acked AND k.digest IS NOT NULL))"
+    # The other snapshot rows (all but the changed few on most runs) pass through. With
+    # no snapshot (a first run) there are none, and ``keyed``, read once, is not
+    # materialised: every row of a first run streams straight into the snapshot file.
+    passed_through = "" if not scalar(con, "SELECT count(*) FROM (SELECT 1 FROM snap LIMIT 1)") else f"""
+          UNION ALL
+          SELECT s.key{sep}{snap_cols}, coalesce(f.digest, s.digest) AS digest
+          FROM snap s LEFT JOIN fresh f ON f.key = s.key
+          WHERE NOT EXISTS (SELECT 1 FROM keyed k WHERE k.key = s.key)"""
     con.execute(f"""
         CREATE OR REPLACE VIEW new_snap AS {ctes}
         SELECT * FROM (
@@ -327,11 +347,7 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
           SELECT k.key{sep}{final_cols}, {new_digest(f"s.digest = {resend}")}
           FROM keyed k LEFT JOIN snap s ON s.key = k.key
           WHERE {stays}
-          UNION ALL
-          -- The other snapshot rows (all but the changed few on most runs) pass through.
-          SELECT s.key{sep}{snap_cols}, coalesce(f.digest, s.digest) AS digest
-          FROM snap s LEFT JOIN fresh f ON f.key = s.key
-          WHERE NOT EXISTS (SELECT 1 FROM keyed k WHERE k.key = s.key)
+          {passed_through}
         ) pruned
         WHERE NOT coalesce({prune}, FALSE)
     """)
