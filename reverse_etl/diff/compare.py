@@ -108,6 +108,11 @@ def create_removed_keys(con: duckdb.DuckDBPyConnection, *, none_left: bool = Fal
     con.execute("CREATE OR REPLACE TABLE removed_keys AS SELECT s.key FROM snap s ANTI JOIN present c ON s.key = c.key")
 
 
+def snapshot_is_empty(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when ``snap`` has no row (a first run), found without counting it."""
+    return not scalar(con, "SELECT count(*) FROM (SELECT 1 FROM snap LIMIT 1)")
+
+
 def every_key_still_present(con: duckdb.DuckDBPyConnection) -> bool:
     """True when no snapshot key left the model, known from counts (no anti join over every key).
 
@@ -335,7 +340,7 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     # The other snapshot rows (all but the changed few on most runs) pass through. With
     # no snapshot (a first run) there are none, and ``keyed``, read once, is not
     # materialised: every row of a first run streams straight into the snapshot file.
-    passed_through = "" if not scalar(con, "SELECT count(*) FROM (SELECT 1 FROM snap LIMIT 1)") else f"""
+    passed_through = "" if snapshot_is_empty(con) else f"""
           UNION ALL
           SELECT s.key{sep}{snap_cols}, coalesce(f.digest, s.digest) AS digest
           FROM snap s LEFT JOIN fresh f ON f.key = s.key

@@ -320,7 +320,7 @@ class SyncRunner:
                 result.notes.append(note)
         # Nothing acknowledged yet (a first run): every row is new, so pass 2 takes them
         # all without joining them against the delta keys.
-        all_new = self.rebase is None and not scalar(con, "SELECT count(*) FROM (SELECT 1 FROM snap LIMIT 1)")
+        all_new = self.rebase is None and diff.snapshot_is_empty(con)
 
         def row_column(f: Field) -> str | None:
             # The model's rows are in ``raw_table`` (by row id) or copied into ``cur_raw``.
