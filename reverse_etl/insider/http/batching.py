@@ -19,7 +19,7 @@ joined text; the list of its items is built only when someone asks for it
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -244,7 +244,7 @@ def pack(
     max_users: int,
     max_bytes: int,
     skip_hook: bool = False,
-) -> Iterator[Batch | Oversize]:
+) -> Generator[Batch | Oversize, None, None]:
     """Yield batches (and oversize rows) from ``chunks``, pulling one chunk at a time.
 
     Bulk batches hold at most ``max_users`` items and a body of at most

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ from reverse_etl.errors import AuthenticationError, DeliveryError
 from reverse_etl.insider.config import InsiderDestinationConfig
 from reverse_etl.insider.http.batching import Batch, Oversize, build_body, pack
 from reverse_etl.insider.http.endpoints import Endpoint, build_limiters
+from reverse_etl.insider.http.prefetch import prefetched
 from reverse_etl.insider.http.responses import (
     Kind,
     Verdict,
@@ -49,6 +50,9 @@ log = logging.getLogger("reverse_etl.insider.http")
 
 Chunks = Iterable[tuple[Sequence[int], Sequence[str | bytes]]]
 T = TypeVar("T")
+
+_PREFETCH_DEPTH = 4
+"""Batches packed ahead of the lanes (each at most ``max_batch_bytes``)."""
 
 
 class InsiderClient:
@@ -245,19 +249,13 @@ class _Run:
         limiters = build_limiters(self.config.rate_limits)
         self._limiter = limiters[self.endpoint.family]
         self._read_limiter = limiters[Endpoint.PROFILE_READ.family]
-        batches = pack(
-            chunks,
-            bulk=self.endpoint.bulk,
-            max_users=self.config.max_batch_users,
-            max_bytes=self.config.max_batch_bytes,
-            skip_hook=self.skip_hook,
-        )
         try:
-            async with AsyncExitStack() as stack, asyncio.TaskGroup() as tasks:
+            async with (AsyncExitStack() as stack, asyncio.TaskGroup() as tasks,
+                        prefetched(self._units(chunks), _PREFETCH_DEPTH) as units):
                 for lane in await self.client._open_lanes(stack):
                     self._idle.put_nowait(lane)
                 self._tasks = tasks
-                for unit in batches:
+                async for unit, appending in units:
                     if self.stats.halted:
                         break
                     if isinstance(unit, Oversize):
@@ -267,24 +265,51 @@ class _Run:
                         continue
                     # Take a lane before pulling the next batch: bounded memory.
                     lane = await self._idle.get()
-                    tasks.create_task(self._send(unit, lane))
+                    tasks.create_task(self._send(unit, lane, appending))
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         finally:
             self.stats.seconds = time.perf_counter() - started
         return self.stats
 
+    def _units(self, chunks: Chunks) -> Iterator[tuple[Batch | Oversize, bool]]:
+        """The batches of ``chunks`` (and oversize rows), each with whether it may append.
+
+        Run on the prefetch thread: the DuckDB reads, the joins and the append
+        scans all stay off the event loop.
+        """
+        batches = pack(
+            chunks,
+            bulk=self.endpoint.bulk,
+            max_users=self.config.max_batch_users,
+            max_bytes=self.config.max_batch_bytes,
+            skip_hook=self.skip_hook,
+        )
+        upsert = self.endpoint is Endpoint.UPSERT
+        try:
+            for unit in batches:
+                yield unit, upsert and isinstance(unit, Batch) and batch_appends(unit)
+        finally:
+            # Close on this thread what was opened on it (a generator's DuckDB cursor).
+            batches.close()
+            close = getattr(chunks, "close", None)
+            if callable(close):
+                close()
+
     async def _admit(self, batch: Batch) -> None:
         """Wait for an idle lane, then send (used for bisected halves)."""
         lane = await self._idle.get()
-        await self._send(batch, lane)
+        await self._send(batch, lane, self.endpoint is Endpoint.UPSERT and batch_appends(batch))
 
-    async def _send(self, batch: Batch, lane: httpx.AsyncClient) -> None:
-        """Send one batch on ``lane``; settle it, or split it and let the halves queue."""
+    async def _send(self, batch: Batch, lane: httpx.AsyncClient, appending: bool) -> None:
+        """Send one batch on ``lane``; settle it, or split it and let the halves queue.
+
+        ``appending``: whether the batch may append (see ``verify.batch_appends``).
+        """
         try:
             if self.stats.halted:
                 return  # halted while waiting: leave these rows unreported
-            attempted = await self._attempts(batch, lane)
+            attempted = await self._attempts(batch, lane, appending)
         finally:
             self._idle.put_nowait(lane)
         if attempted is None:
@@ -300,7 +325,8 @@ class _Run:
             return
         self._settle(self._result(batch, verdict))
 
-    async def _attempts(self, batch: Batch, lane: httpx.AsyncClient) -> tuple[Batch, Verdict] | None:
+    async def _attempts(self, batch: Batch, lane: httpx.AsyncClient,
+                        appending: bool) -> tuple[Batch, Verdict] | None:
         """Run the request through the retry policy: (what was sent last, its verdict), or
         None once it has been settled (failed, or every user verified as applied).
 
@@ -308,7 +334,6 @@ class _Run:
         users are read back (after ``verify_delay_seconds``), those Insider already holds
         are acknowledged, and only the rest of each user is sent again.
         """
-        appending = self.endpoint is Endpoint.UPSERT and batch_appends(batch)
         rounds = 0
         while True:
             body = build_body(batch, bulk=self.endpoint.bulk, skip_hook=self.skip_hook)
