@@ -51,7 +51,7 @@ log = logging.getLogger("reverse_etl.insider.http")
 Chunks = Iterable[tuple[Sequence[int], Sequence[str | bytes]]]
 T = TypeVar("T")
 
-_PREFETCH_DEPTH = 4
+PREFETCH_DEPTH = 4
 """Batches packed ahead of the lanes (each at most ``max_batch_bytes``)."""
 
 
@@ -251,7 +251,7 @@ class _Run:
         self._read_limiter = limiters[Endpoint.PROFILE_READ.family]
         try:
             async with (AsyncExitStack() as stack, asyncio.TaskGroup() as tasks,
-                        prefetched(self._units(chunks), _PREFETCH_DEPTH) as units):
+                        prefetched(self._units(chunks), PREFETCH_DEPTH) as units):
                 for lane in await self.client._open_lanes(stack):
                     self._idle.put_nowait(lane)
                 self._tasks = tasks
@@ -278,6 +278,7 @@ class _Run:
         Run on the prefetch thread: the DuckDB reads, the joins and the append
         scans all stay off the event loop.
         """
+        upsert = self.endpoint is Endpoint.UPSERT
         batches = pack(
             chunks,
             bulk=self.endpoint.bulk,
@@ -285,7 +286,6 @@ class _Run:
             max_bytes=self.config.max_batch_bytes,
             skip_hook=self.skip_hook,
         )
-        upsert = self.endpoint is Endpoint.UPSERT
         try:
             for unit in batches:
                 yield unit, upsert and isinstance(unit, Batch) and batch_appends(unit)
