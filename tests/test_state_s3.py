@@ -157,9 +157,8 @@ def test_sigkill_mid_delivery_then_rerun_in_a_fresh_directory(
     for name in journal_objects:
         blob = store.get(name)
         assert blob is not None
-        for line in blob.data.splitlines():  # an object holds one group commit: one line or more
-            for first, last in orjson.loads(line)["a"]:
-                journaled_keys |= {keys[i] for i in range(first, last + 1)}
+        for first, last in orjson.loads(blob.data)["a"]:
+            journaled_keys |= {keys[i] for i in range(first, last + 1)}
 
     fresh = _fresh_copy(project, tmp_path / "fresh")
     # The dead run's lease still holds until it expires; then the rerun takes it over.

@@ -1,8 +1,8 @@
 """The delivery stage of a run: stream ``changes`` to the sender, journal each answer.
 
-Every request the destination answers for good is appended to the journal as
-its result is handled; the journal's writer thread makes it durable within one
-group commit (see ``state.journal``), and all of it before delivery returns.
+Every request the destination answers for good is appended to the journal
+before the next result is handled, so a crash at any point loses nothing
+acknowledged.
 """
 
 from __future__ import annotations

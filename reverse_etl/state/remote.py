@@ -9,9 +9,8 @@ project) is what DuckDB reads and writes by path. Objects of ``<url>/<sync>/``::
     rejected-<run>.parquet
     pending.json                the change set under delivery ...
     pending-<run>.parquet       ... uploaded before the first request is sent
-    journal-<run>/<n>.json      one object per journal group commit (the lines of the
-                                requests answered while the last one was stored),
-                                created with If-None-Match
+    journal-<run>/<n>.json      one object per acknowledged request, created with
+                                If-None-Match before the next request is handled
     lease.json                  the run lease (:mod:`.lease`)
     <name>.json                 a sync type's own record (e.g. ``segment.json``),
                                 written through :meth:`push_record`
@@ -127,7 +126,7 @@ class SyncMirror:
         self._journal_seq[run_id] = 0
 
     def push_journal_entry(self, run_id: str, line: bytes) -> None:
-        """Store journal lines (one group commit) as one object; durable when this returns."""
+        """Store one journal entry as its own object; durable when this returns."""
         seq = self._journal_seq.get(run_id, 0)
         name = f"journal-{run_id}/{seq:08d}.json"
         try:

@@ -302,3 +302,25 @@ def test_every_request_names_reverse_etl_in_its_user_agent(insider_emulator: Emu
     assert len(agents) == 1
     agent = agents.pop()
     assert agent.startswith("reverse_etl/") and agent.endswith(" (+Insider One reverse ETL)")
+
+
+def test_an_identity_update_resent_after_it_was_applied_is_acknowledged(insider_emulator: Emulator) -> None:
+    """After a crash (or a lost answer) the same PATCH goes out again: the old email is
+    gone by then, so Insider answers 404. A user holding the new email means the update
+    is done; only when nobody holds it does the 404 reject the row."""
+    c = client(insider_emulator.url)
+    c.deliver(Endpoint.UPSERT, [([0], ['{"identifiers":{"uuid":"u9","email":"old@b.co"},"attributes":{"name":"N"}}'])],
+              on_result=Collector())
+    move = '{"old_identifier":{"email":"old@b.co"},"new_identifier":{"email":"new@b.co"}}'
+    first, again = Collector(), Collector()
+    c.deliver(Endpoint.IDENTITY_UPDATE, [([1], [move])], on_result=first)
+    c.deliver(Endpoint.IDENTITY_UPDATE, [([1], [move])], on_result=again)
+    assert first.acked == [1] and again.acked == [1] and not again.rejected
+    assert "already updated" in again.notes[1]
+    assert insider_emulator.profile(email="new@b.co") is not None
+
+    nobody = Collector()
+    c.deliver(Endpoint.IDENTITY_UPDATE,
+              [([2], ['{"old_identifier":{"email":"ghost@b.co"},"new_identifier":{"email":"gone@b.co"}}'])],
+              on_result=nobody)
+    assert not nobody.acked and nobody.rejected[2].startswith("HTTP 404")

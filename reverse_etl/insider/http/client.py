@@ -97,8 +97,10 @@ class InsiderClient:
         ``chunks`` yields ``(row_ids, items)``; items are JSON texts of single
         user objects (bulk endpoints) or of whole request bodies (the others).
         ``on_result`` receives each request's final :class:`BatchResult`, one
-        at a time, in the delivery's loop thread; ``progress(n)`` follows with
-        the number of rows it settled. ``skip_hook`` adds ``"skip_hook": true``
+        at a time and in order, on the delivery's reporting thread (the loop
+        goes on sending meanwhile); when it returns, ``progress(n)`` follows
+        on the loop with the number of rows it settled. Every result is
+        reported before this returns. ``skip_hook`` adds ``"skip_hook": true``
         to upsert bodies (the only ones documented to take it). ``halt_on_reject`` stops sending after the first
         rejected row (in-flight requests still finish and are reported).
 
@@ -241,6 +243,7 @@ class _Run:
         self._idle: asyncio.Queue[httpx.AsyncClient]
         self._limiter: AsyncLimiter
         self._tasks: asyncio.TaskGroup
+        self._reporter: ThreadPoolExecutor
 
     # ------------------------------------------------------------------ driving
     async def execute(self, chunks: Chunks) -> DeliveryStats:
@@ -249,6 +252,7 @@ class _Run:
         limiters = build_limiters(self.config.rate_limits)
         self._limiter = limiters[self.endpoint.family]
         self._read_limiter = limiters[Endpoint.PROFILE_READ.family]
+        self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reverse-etl-report")
         try:
             async with (AsyncExitStack() as stack, asyncio.TaskGroup() as tasks,
                         prefetched(self._units(chunks), PREFETCH_DEPTH) as units):
@@ -259,7 +263,7 @@ class _Run:
                     if self.stats.halted:
                         break
                     if isinstance(unit, Oversize):
-                        self._settle(
+                        await self._settle(
                             BatchResult(self.endpoint, rejected={unit.row_id: unit.reason})
                         )
                         continue
@@ -269,6 +273,9 @@ class _Run:
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         finally:
+            # Every answer already settled is reported before delivery returns, even
+            # when it stopped early (refused credentials, cancelled).
+            self._reporter.shutdown(wait=True)
             self.stats.seconds = time.perf_counter() - started
         return self.stats
 
@@ -305,25 +312,50 @@ class _Run:
         """Send one batch on ``lane``; settle it, or split it and let the halves queue.
 
         ``appending``: whether the batch may append (see ``verify.batch_appends``).
+        The lane is held until the batch's outcome is reported (journaled), so at most
+        ``concurrency`` requests are ever answered-but-unjournaled: what a crash repeats.
         """
         try:
             if self.stats.halted:
                 return  # halted while waiting: leave these rows unreported
             attempted = await self._attempts(batch, lane, appending)
+            if attempted is None:
+                return
+            batch, verdict = attempted
+            if verdict.kind is Kind.BISECT and len(batch) > 1:
+                if self.stats.halted:
+                    return
+                left, right = batch.halves()
+                log.debug("bisecting a refused request of %d users (%s)", len(batch), verdict.reason)
+                self._tasks.create_task(self._admit(left))
+                self._tasks.create_task(self._admit(right))
+                return
+            if self.endpoint is Endpoint.IDENTITY_UPDATE and verdict.kind is Kind.REJECT \
+                    and verdict.reason.startswith("HTTP 404"):
+                verdict = await self._identity_already_moved(batch, lane, verdict)
+            await self._settle(self._result(batch, verdict))
         finally:
             self._idle.put_nowait(lane)
-        if attempted is None:
-            return
-        batch, verdict = attempted
-        if verdict.kind is Kind.BISECT and len(batch) > 1:
-            if self.stats.halted:
-                return
-            left, right = batch.halves()
-            log.debug("bisecting a refused request of %d users (%s)", len(batch), verdict.reason)
-            self._tasks.create_task(self._admit(left))
-            self._tasks.create_task(self._admit(right))
-            return
-        self._settle(self._result(batch, verdict))
+
+    async def _identity_already_moved(self, batch: Batch, lane: httpx.AsyncClient, verdict: Verdict) -> Verdict:
+        """A 404 to an identity update: no user holds the old identifier. If a user holds
+        the new one, the update was applied already (this is a resend after a crash or a
+        lost answer): acknowledged, not a rejected row. Otherwise the 404 stands."""
+        try:
+            body = orjson.loads(batch.first())
+        except orjson.JSONDecodeError:
+            return verdict
+        new = body.get("new_identifier") if isinstance(body, dict) else None
+        if not isinstance(new, dict) or not new:
+            return verdict
+        try:
+            profile = await self._read_profile(lane, {"identifiers": new, "attributes": sorted(new)})
+        except RetryableError:
+            return verdict  # cannot tell: the rejection stands, the row is retried next run
+        if profile is None:
+            return verdict
+        return Verdict(Kind.ACK, note="identifier already updated: no user holds the old one, "
+                                      "a user holds the new one")
 
     async def _attempts(self, batch: Batch, lane: httpx.AsyncClient,
                         appending: bool) -> tuple[Batch, Verdict] | None:
@@ -349,7 +381,7 @@ class _Run:
                 verdict: Verdict = await retrying(self._attempt, lane, body, len(batch))
             except AmbiguousError as error:
                 if not appending or rounds >= self.config.max_retries:
-                    self._give_up(batch, error, verified=appending)
+                    await self._give_up(batch, error, verified=appending)
                     return None
                 rounds += 1
                 self.stats.retries += 1
@@ -359,21 +391,21 @@ class _Run:
                 try:
                     found = await verify(batch, lambda read: self._read_profile(lane, read))
                 except RetryableError as unreadable:
-                    self._give_up(batch, error, verified=True, unreadable=unreadable.reason)
+                    await self._give_up(batch, error, verified=True, unreadable=unreadable.reason)
                     return None
                 if found.applied:
-                    self._settle(BatchResult(self.endpoint, acked=found.applied))
+                    await self._settle(BatchResult(self.endpoint, acked=found.applied))
                 if not found.rest.row_ids:
                     return None
                 batch = found.rest
                 appending = batch_appends(batch)
                 continue
             except RetryableError as error:
-                self._give_up(batch, error)
+                await self._give_up(batch, error)
                 return None
             return batch, verdict
 
-    def _give_up(self, batch: Batch, error: RetryableError, *, verified: bool = False,
+    async def _give_up(self, batch: Batch, error: RetryableError, *, verified: bool = False,
                  unreadable: str | None = None) -> None:
         """Settle ``batch`` as failed (the next run sends it again)."""
         if unreadable is not None:
@@ -383,7 +415,7 @@ class _Run:
             reason = f"answer lost {self.config.max_retries + 1} times, last: {error.reason}"
         else:
             reason = f"gave up after {self.config.max_retries} retries: {error.reason}"
-        self._settle(BatchResult(self.endpoint, failed=dict.fromkeys(batch.row_ids, reason)))
+        await self._settle(BatchResult(self.endpoint, failed=dict.fromkeys(batch.row_ids, reason)))
 
     async def _read_profile(self, lane: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any] | None:
         """One profile read (retried on 429/5xx/no answer): the answer, or None for no such user."""
@@ -488,14 +520,20 @@ class _Run:
             result.rejected = dict.fromkeys(batch.row_ids, self._redact(verdict.reason))
         return result
 
-    def _settle(self, result: BatchResult) -> None:
-        """Report one final outcome: stats, journal callback, progress, halt."""
+    async def _settle(self, result: BatchResult) -> None:
+        """Report one final outcome: stats and halt at once, then the callback (on the
+        reporting thread), then progress."""
         self.stats.add(result)
         if result.rejected and self.halt_on_reject and not self.stats.halted:
             row_id, reason = next(iter(result.rejected.items()))
             self.stats.halted = True
             self.stats.halt_reason = shorten(f"row {row_id} was rejected: {reason}")
-        self.on_result(result)
+        # on_result writes and fsyncs the journal (with an object-store state, a PUT too):
+        # on the one reporting thread, in order, while the loop goes on with other lanes.
+        # Shielded: a cancelled delivery still lets the report finish (execute's
+        # shutdown of the reporter waits for it), so no settled answer goes unjournaled.
+        reported = asyncio.get_running_loop().run_in_executor(self._reporter, self.on_result, result)
+        await asyncio.shield(reported)
         if self.progress is not None:
             self.progress(result.rows)
 
