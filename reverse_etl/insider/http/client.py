@@ -4,9 +4,15 @@
 own asyncio loop with one ``httpx.AsyncClient`` (keep-alive, ``concurrency``
 connections). Batches are packed lazily from the caller's chunks: a queue of
 ``concurrency`` idle lanes admits at most that many requests (including their
-retry sleeps) before the next batch is even built, so memory stays bounded however
-large the input. Each request ends in exactly one final outcome reported to
+retry sleeps), and at most ``PREFETCH_DEPTH`` more batches are built ahead of
+them, so memory stays bounded however large the input. Each request ends in exactly one final outcome reported to
 ``on_result``; attempts that will be retried are never reported.
+
+Two helper threads keep blocking work off the loop: the prefetch thread packs
+batches (the caller's DuckDB reads, the joins) a few ahead of the lanes, and
+the reporting thread runs ``on_result`` (the journal's fsync) in order. A lane
+stays taken until its request's outcome is reported, so no more than
+``concurrency`` answered requests are ever unjournaled.
 
 A request that appends (see ``verify``) whose answer is lost after it was sent
 is never resent blindly: its users are read back and only what Insider lacks
@@ -406,7 +412,7 @@ class _Run:
             return batch, verdict
 
     async def _give_up(self, batch: Batch, error: RetryableError, *, verified: bool = False,
-                 unreadable: str | None = None) -> None:
+                       unreadable: str | None = None) -> None:
         """Settle ``batch`` as failed (the next run sends it again)."""
         if unreadable is not None:
             reason = (f"answer lost ({error.reason}) and the profiles could not be read back "
