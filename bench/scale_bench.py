@@ -25,7 +25,6 @@ import argparse
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from sync_bench import (  # noqa: E402
     change_one_percent,
     free_port,
     hand_written_baseline,
+    peak_rss_mb,
     seed,
 )
 
@@ -76,7 +76,7 @@ def engine_phase(project: str) -> dict[str, Any]:
     if result.outcome != "success":
         raise SystemExit(f"{result.outcome}: {result.message}")
     return {"wall_s": round(wall, 3), "stages_s": result.seconds, "acked": result.counts.get("acked", 0),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def run_engine(project: Path) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH.parent / "tests" / "warehouse_engine"))
 
 from scale_bench import start_standin  # noqa: E402
-from sync_bench import free_port  # noqa: E402
+from sync_bench import free_port, peak_rss_mb  # noqa: E402
 
 SYNCS = """
 version: 1
@@ -86,7 +85,7 @@ def phase(project: str) -> dict[str, Any]:
         c.get("added", 0) + c.get("changed", 0) + c.get("unchanged", 0) + c.get("invalid", 0))
     return {"wall_s": round(wall, 2), "rows_out": rows_out, "sent": c.get("acked", 0),
             "uploaded": c.get("uploaded", 0), "stages_s": result.seconds,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mb": round(peak_rss_mb())}
 
 
 def run_phase(project: Path) -> dict[str, Any]:
