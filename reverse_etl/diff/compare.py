@@ -27,11 +27,12 @@ import duckdb
 
 from reverse_etl.diff.fields import EncodedField, Field
 from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
+from reverse_etl.state.digests import DIGEST_TYPE, NULL_DIGEST, RESEND_DIGEST
 
 AUTO_ACKED_OPS = ("noop", "forget")
-RESEND_DIGEST = "full-resend"
-"""Digest of a snapshot row kept only as knowledge for a full resend: it never equals
-a row's md5, so every such key is diffed again and (``delta.resend``) sent in full."""
+# RESEND_DIGEST: the digest of a snapshot row kept only as knowledge for a full resend.
+# It never equals a row's digest, so every such key is diffed again and (``delta.resend``)
+# sent in full. How digests are stored: ``state.digests``.
 DROP_OPS = ("forget", "delete_user", "remove_clear")
 MAX_ACKED_SPAN_TESTS = 16
 """Up to this many acknowledged row-id ranges, the fold tests ``row_id`` against each."""
@@ -44,14 +45,31 @@ def raw_text_sql(col: str, duck_type: str) -> str:
     return f"CAST(to_json({col}) AS VARCHAR)" if nested else f"CAST({col} AS VARCHAR)"
 
 
-def text_digest_sql(texts: Sequence[str]) -> str:
-    """md5 (128-bit, hex) of length-prefixed texts: no value can fake a boundary."""
+def _length_prefixed(texts: Sequence[str]) -> str:
     if not texts:
-        return "md5('')"
+        return "''"
     # Each text becomes ``<length>:<text>``, a NULL ``N``. Spelled as CASE + concat, not
     # coalesce(... || ...): the same string (digests stay valid), 9% faster at 1M rows.
     parts = ", ".join(f"CASE WHEN {t} IS NULL THEN 'N' ELSE concat(strlen({t}), ':', {t}) END" for t in texts)
-    return f"md5(concat({parts}))"
+    return f"concat({parts})"
+
+
+def text_digest_sql(texts: Sequence[str]) -> str:
+    """md5 (128-bit, hex text) of length-prefixed texts: no value can fake a boundary.
+
+    The form of event keys derived from an event's values (they are Insider's
+    event ids, so they never change form); row digests use :func:`row_digest_sql`.
+    """
+    return f"md5({_length_prefixed(texts)})"
+
+
+def row_digest_sql(texts: Sequence[str]) -> str:
+    """A row's digest: the md5 of :func:`text_digest_sql` as 128 bits (``state.digests``).
+
+    The same md5 of the same string, held in 16 bytes: a snapshot that stored it as
+    hex text converts to exactly this value.
+    """
+    return f"CAST(md5_number({_length_prefixed(texts)}) AS UUID)"
 
 
 RAW_PREFIX = "col:"
@@ -76,7 +94,7 @@ def create_current_raw(con: duckdb.DuckDBPyConnection, source_table: str, key_sq
         kept = ", ".join(f"{ident(c)} AS {ident(RAW_PREFIX + c)}" for c in columns)
     con.execute(f"""
         CREATE OR REPLACE TABLE cur_raw AS
-        SELECT {key_sql} AS key, {text_digest_sql(digest_texts)} AS digest{", " + kept if kept else ""}
+        SELECT {key_sql} AS key, {row_digest_sql(digest_texts)} AS digest{", " + kept if kept else ""}
         FROM {source_table}
     """)
     # Duplicate keys by aggregation, not a window: far cheaper over millions of rows.
@@ -188,7 +206,7 @@ def create_empty_snapshot(con: duckdb.DuckDBPyConnection, fields: Sequence[Field
     """An empty ``snap`` (first run, full refresh, or a changed mapping)."""
     columns = ", ".join(f"{ident(f.name)} VARCHAR" for f in fields)
     _drop_snap(con)
-    con.execute(f"CREATE TABLE snap (key VARCHAR, {columns}, digest VARCHAR)")
+    con.execute(f"CREATE TABLE snap (key VARCHAR, {columns}, digest {DIGEST_TYPE})")
 
 
 def load_snapshot(con: duckdb.DuckDBPyConnection, source: str, fields: Sequence[Field]) -> None:
@@ -217,7 +235,7 @@ def load_resend_snapshot(con: duckdb.DuckDBPyConnection, source: str, fields: Se
                         for f in fields)
     _drop_snap(con)
     con.execute(f"CREATE VIEW snap AS SELECT key{', ' + columns if columns else ''}, "
-                f"{literal(RESEND_DIGEST)} AS digest FROM {source} s")
+                f"{RESEND_DIGEST} AS digest FROM {source} s")
 
 
 def replace_snapshot(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -258,7 +276,7 @@ def create_delta(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field], *, al
     con.execute(f"""
         CREATE OR REPLACE TABLE delta AS
         SELECT c.*, s.key AS s_key{", " + snap_cols if snap_cols else ""},
-          coalesce(s.digest = {literal(RESEND_DIGEST)}, FALSE) AS resend
+          coalesce(s.digest = {RESEND_DIGEST}, FALSE) AS resend
         FROM cur c LEFT JOIN snap s ON s.key = c.key
         WHERE c.reason IS NULL{"" if all_new else " AND EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)"}
     """)
@@ -320,7 +338,7 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
     # them): only their digest is refreshed.
     untouched_delta = ("SELECT d.key, d.digest FROM delta d WHERE d.s_key IS NOT NULL "
                        "AND NOT EXISTS (SELECT 1 FROM keyed k WHERE k.key = d.key)") if with_delta else \
-        "SELECT NULL::VARCHAR AS key, NULL::VARCHAR AS digest WHERE FALSE"
+        f"SELECT NULL::VARCHAR AS key, {NULL_DIGEST} AS digest WHERE FALSE"
     prune = (f"{prune_sql} AND NOT EXISTS (SELECT 1 FROM present p WHERE p.key = pruned.key)"
              if prune_sql and with_delta else "FALSE")
     if acked_spans is not None and len(acked_spans) <= MAX_ACKED_SPAN_TESTS:
@@ -346,7 +364,7 @@ def fold(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], acked_table: s
           FROM {flagged} f WHERE EXISTS (SELECT 1 FROM multi m WHERE m.key = f.key) GROUP BY key
         ),
         fresh AS ({untouched_delta})"""
-    resend = literal(RESEND_DIGEST)
+    resend = RESEND_DIGEST
 
     def new_digest(was_resend: str) -> str:
         # The row's digest once every operation was acknowledged; else a resend mark kept
@@ -415,7 +433,7 @@ def create_overlay(con: duckdb.DuckDBPyConnection, fields: Sequence[Field], old_
         CREATE OR REPLACE VIEW new_overlay AS
         SELECT key{sep}{names}, digest, FALSE AS dropped FROM touched WHERE live
         UNION ALL
-        SELECT key{sep}{nulls}, NULL::VARCHAR AS digest, TRUE AS dropped FROM touched WHERE NOT live
+        SELECT key{sep}{nulls}, {NULL_DIGEST} AS digest, TRUE AS dropped FROM touched WHERE NOT live
         {carried}
     """)
     return scalar(con, "SELECT count(*) FILTER (WHERE live AND NOT was_present) "

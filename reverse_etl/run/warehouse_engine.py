@@ -47,6 +47,7 @@ from reverse_etl.run.destination import ModelResolver, Sender, SyncMode, SyncSpe
 from reverse_etl.run.events import Hooks
 from reverse_etl.run.results import SyncResult
 from reverse_etl.run.runner import Rebase, SyncRunner
+from reverse_etl.state import digests
 from reverse_etl.state.store import Meta
 from reverse_etl.warehouses.base import Source
 from reverse_etl.warehouses.duckdb_source import arrow_reader
@@ -93,7 +94,9 @@ class WarehouseCommitter(Committer):
             query = None
         # Streamed from DuckDB in batches into the warehouse's bulk loader: a first run's
         # millions of (key, digest) pairs never become Python rows (10M of them took 3 GB).
-        rows = arrow_reader(con, query, UPLOAD_CHUNK) if query else iter(())
+        # The warehouse's table holds hex text, as the warehouse digests rows (``state.digests``).
+        upload = f"SELECT key, {digests.to_hex_sql('digest')} AS digest, keep FROM ({query}) q" if query else None
+        rows = arrow_reader(con, upload, UPLOAD_CHUNK) if upload else iter(())
         self.uploaded += self.warehouse.commit(rows, run_id, fingerprint or "", rebuild=not trusted)
         return super().write(con, run_id, fingerprint, keep_snapshot=keep_snapshot, destination=destination,
                              base=base, fields=fields, with_delta=with_delta)
@@ -170,9 +173,9 @@ class WarehouseRunner(SyncRunner):
                           or (self.destination is not None and meta.destination not in (None, self.destination))
                           or (fold_pending and self.state.pending() is not None))
         self.wh_committer.force_rebuild = self.every_row
-        key_sql, digests = self._pass1_sql()
+        key_sql, digest_texts = self._pass1_sql()
         try:
-            self.scanned = wh.pass1(self.model.sql, key_sql, digests)
+            self.scanned = wh.pass1(self.model.sql, key_sql, digest_texts)
             _load(con, MODEL_TABLE, wh.changed(every_row=self.every_row))
             if tables:
                 _load(con, REMOVED, wh.removed())
@@ -226,7 +229,7 @@ class WarehouseRunner(SyncRunner):
         con.execute(f"""
             CREATE OR REPLACE TABLE cur_raw AS
             SELECT CAST({ident(sql.KEY_COLUMN)} AS VARCHAR) AS key,
-                   CAST({ident(sql.DIGEST_COLUMN)} AS VARCHAR) AS digest{", " + cols if cols else ""}
+                   {digests.from_hex_sql(f"CAST({ident(sql.DIGEST_COLUMN)} AS VARCHAR)")} AS digest{", " + cols if cols else ""}
             FROM {source_table}
         """)
         con.execute("CREATE OR REPLACE TABLE dups AS SELECT key, count(*) AS n FROM cur_raw "

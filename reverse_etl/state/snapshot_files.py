@@ -19,6 +19,8 @@ from pathlib import Path
 
 import duckdb
 
+from reverse_etl.state.digests import read_parquet_sql
+
 OVERLAY_SHARE = 0.10
 """Compact once the overlay would hold more than this share of the snapshot's rows:
 every read of the snapshot joins its keys against the overlay's."""
@@ -34,8 +36,8 @@ def _column(name: str) -> str:
 
 
 def parquet(path: str | Path) -> str:
-    """``read_parquet('<path>')``."""
-    return f"read_parquet({_text(path)})"
+    """``read_parquet('<path>')`` (hex digests of a file an earlier version wrote are converted)."""
+    return read_parquet_sql(path, _text(path))
 
 
 def relation(base: str | Path, overlay: str | Path | None, columns: Sequence[str] | None = None) -> str:

@@ -28,9 +28,9 @@ import duckdb
 from reverse_etl.diff import compare as diff
 from reverse_etl.diff.sqltext import ident, literal
 from reverse_etl.insider.fields import Field
+from reverse_etl.state.digests import DRIFT_DIGEST
 
-DRIFT_DIGEST = "audit-drift"
-"""Digest of an observed snapshot row: never a row's md5, so the key is diffed."""
+# An observed row's digest is DRIFT_DIGEST: never a row's md5, so the key is diffed.
 
 
 def write_observed(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field], audiences: Sequence[str],
@@ -74,7 +74,7 @@ class Rebase:
             CREATE OR REPLACE TABLE audit_snap AS
             SELECT key, {cols}, digest FROM snap s WHERE NOT EXISTS (SELECT 1 FROM audit_keys a WHERE a.key = s.key)
             UNION ALL
-            SELECT key, {cols}, {literal(DRIFT_DIGEST)} FROM audit_keys WHERE found""")
+            SELECT key, {cols}, {DRIFT_DIGEST} FROM audit_keys WHERE found""")
         diff.replace_snapshot(con, "audit_snap")
         con.execute("""
             CREATE OR REPLACE TABLE delta_keys AS

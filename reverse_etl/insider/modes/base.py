@@ -21,6 +21,7 @@ from reverse_etl.insider.http.endpoints import Endpoint
 from reverse_etl.project.model_sql import ResolvedModel
 from reverse_etl.run.destination import ModelResolver, RunGuards, SyncRecords
 from reverse_etl.run.results import SyncResult
+from reverse_etl.state.digests import NULL_DIGEST
 
 Delivery = tuple[tuple[str, ...], str]
 """(operations, Endpoint name) delivered together, in order."""
@@ -234,4 +235,4 @@ def once_per_row(con: duckdb.DuckDBPyConnection, tracked: Sequence[Field], op_sq
 def removed_rows(tracked: Sequence[Field], op_sql: str = "'forget'", payload_sql: str = "NULL") -> str:
     """SELECT of snapshot rows whose key left the model (their ``digest`` is NULL)."""
     return (f"SELECT s.key, 'removed' AS change, {op_sql} AS op, {payload_sql} AS payload, "
-            f"{no_writes(tracked)}, NULL::VARCHAR AS digest FROM snap s SEMI JOIN removed_keys r ON s.key = r.key")
+            f"{no_writes(tracked)}, {NULL_DIGEST} AS digest FROM snap s SEMI JOIN removed_keys r ON s.key = r.key")
