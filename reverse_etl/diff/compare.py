@@ -27,7 +27,7 @@ import duckdb
 
 from reverse_etl.diff.fields import EncodedField, Field
 from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
-from reverse_etl.state.digests import DIGEST_TYPE, NULL_DIGEST, RESEND_DIGEST
+from reverse_etl.state.digests import DIGEST_TYPE, NULL_DIGEST, RESEND_DIGEST, md5_digest_sql
 
 AUTO_ACKED_OPS = ("noop", "forget")
 # RESEND_DIGEST: the digest of a snapshot row kept only as knowledge for a full resend.
@@ -69,7 +69,7 @@ def row_digest_sql(texts: Sequence[str]) -> str:
     The same md5 of the same string, held in 16 bytes: a snapshot that stored it as
     hex text converts to exactly this value.
     """
-    return f"CAST(md5_number({_length_prefixed(texts)}) AS UUID)"
+    return md5_digest_sql(_length_prefixed(texts))
 
 
 RAW_PREFIX = "col:"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,6 +42,27 @@ NULL_DIGEST = "CAST(NULL AS UUID)"
 
 _LEGACY_MARKS = {"full-resend": RESEND_DIGEST, "audit-drift": DRIFT_DIGEST}
 """Text sentinels of those earlier snapshots, and what they became."""
+
+
+def _casts_uhugeint_to_uuid(version: str) -> bool:
+    """DuckDB 2.0 casts ``UHUGEINT`` to ``UUID``; 1.x has no such cast."""
+    major = version.split(".", 1)[0]
+    return major.isdigit() and int(major) >= 2
+
+
+_CASTS_UHUGEINT_TO_UUID = _casts_uhugeint_to_uuid(duckdb.__version__)
+
+
+def md5_digest_sql(text: str) -> str:
+    """SQL for the stored digest of the string ``text``: its md5, read little-endian, as a ``UUID``.
+
+    On DuckDB 1.x (no ``UHUGEINT`` to ``UUID`` cast) the same 16 bytes are spelled out
+    from the md5's hex text, slower but bit for bit the same digest, so snapshots
+    move between DuckDB versions unchanged.
+    """
+    if _CASTS_UHUGEINT_TO_UUID:
+        return f"CAST(md5_number({text}) AS UUID)"
+    return f"CAST({_byte_reversed(f'md5({text})')} AS UUID)"
 
 
 def from_hex_sql(expr: str) -> str:

@@ -16,8 +16,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from reverse_etl.diff.compare import row_digest_sql, text_digest_sql
+from reverse_etl.state import digests
 from reverse_etl.state.digests import DRIFT_DIGEST, RESEND_DIGEST, from_hex_sql, to_hex_sql
 
 ROWS = [(None, "1"), ("", "2"), ("a:b", None), (None, None), ("N", "4"), ("ü€", ""), ("3:abc", "x")]
@@ -52,6 +54,21 @@ def test_row_digests_are_the_same_md5_as_128_bits() -> None:
                                              for row in ROWS]
 
 
+def test_both_spellings_of_the_digest_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # DuckDB 1.x computes the digest from the hex text; the result must be bit for bit the same.
+    if not digests._CASTS_UHUGEINT_TO_UUID:
+        pytest.skip(f"DuckDB {duckdb.__version__} has only the spelled-out form")
+    con = duckdb.connect()
+    text = "CAST(range AS VARCHAR) || 'ü'"
+    fast = digests.md5_digest_sql(text)
+    monkeypatch.setattr(digests, "_CASTS_UHUGEINT_TO_UUID", False)
+    spelled = digests.md5_digest_sql(text)
+    assert fast != spelled
+    (differ,) = con.execute(f"SELECT count(*) FILTER (WHERE {fast} <> {spelled}) FROM range(5000)").fetchone() or (1,)
+    assert differ == 0
+    assert digests._casts_uhugeint_to_uuid("2.0.1") and not digests._casts_uhugeint_to_uuid("1.5.5")
+
+
 def test_row_digests_survive_parquet_bit_for_bit(tmp_path: Path) -> None:
     # DuckDB writes a (U)HUGEINT to Parquet as DOUBLE: 53 bits of 128 would be kept.
     con = duckdb.connect()
@@ -80,7 +97,7 @@ def test_old_sentinels_keep_their_meaning_and_junk_is_diffed_again() -> None:
     con = duckdb.connect()
     got = con.execute(f"""
         SELECT {from_hex_sql('h')} = {RESEND_DIGEST}, {from_hex_sql('h2')} = {DRIFT_DIGEST},
-               {from_hex_sql('j')} IS NULL, {from_hex_sql('n')} IS NULL, {from_hex_sql('u')} = CAST(md5_number('x') AS UUID)
+               {from_hex_sql('j')} IS NULL, {from_hex_sql('n')} IS NULL, {from_hex_sql('u')} = {digests.md5_digest_sql("'x'")}
         FROM (SELECT 'full-resend' AS h, 'audit-drift' AS h2, 'not-a-digest' AS j, NULL::VARCHAR AS n,
                      upper(md5('x')) AS u)
     """).fetchone()
