@@ -138,7 +138,12 @@ def test_refused_credentials_stop_delivery(
     for text in (message, repr(caught.value), repr(c), caplog.text):
         assert key not in text
     assert results.results == []
-    assert pulled <= 12 and n_requests <= 12  # stopped promptly, not after 100 requests
+    # Stopped at the refusal, not after 100 chunks: no lane sends again (one request
+    # each), and the chunks read ahead stay bounded by what the lanes, a batch awaiting
+    # a lane, the prefetch queue and the packer hold: 10-14 measured on a loaded
+    # machine (12 was the bound before the prefetch queue); twice those places here.
+    read_ahead = 2 * (4 + 1 + PREFETCH_DEPTH + 1)
+    assert n_requests <= 4 and pulled <= read_ahead, (n_requests, pulled)
 
 
 def test_unknown_partner_is_an_authentication_error(insider_emulator: Emulator) -> None:
