@@ -58,7 +58,9 @@ class UpsertAttributes(Mode):
     def before_encode(self, con: duckdb.DuckDBPyConnection, rows_table: str,
                       column_of: Callable[[Field], str | None]) -> None:
         """``id_conflicts`` (key, reason): rows sharing a non-key identifier value."""
-        conflicts_sql(con, rows_table, column_of, self.ids, only_keys_in=("delta_keys", "dups"))
+        # Rows of the model's own table are linked to their keys by ``cur_raw.rid``.
+        linked = "cur_raw" if rows_table != "cur_raw" else None
+        conflicts_sql(con, rows_table, column_of, self.ids, only_keys_in=("delta_keys", "dups"), keys_by_rowid=linked)
 
     def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
                     value_of: Callable[[Field], str]) -> list[str]:
@@ -189,7 +191,7 @@ def _only(field: Field) -> Callable[[Field], str]:
 
 
 def conflicts_sql(con: duckdb.DuckDBPyConnection, source_table: str, column_of: Callable[[Field], str | None],
-                  ids: Sequence[Field], only_keys_in: Sequence[str] = ()) -> None:
+                  ids: Sequence[Field], only_keys_in: Sequence[str] = (), keys_by_rowid: str | None = None) -> None:
     """``id_conflicts`` (key, reason): rows whose email, phone or custom identifier value
     is also on a row with another key. Insider would unify them into one user, so
     neither is sent; the reason names the keys. One aggregation per identifier.
@@ -198,6 +200,11 @@ def conflicts_sql(con: duckdb.DuckDBPyConnection, source_table: str, column_of: 
     run encodes). Only identifier values on those keys' rows are examined, against
     every row of the model: the reasons of those keys are exact, and a run where
     nothing changed aggregates nothing. With no such key the table is empty.
+
+    ``keys_by_rowid``: a table of (``key``, ``rid``), ``rid`` the ``rowid`` of that key's
+    row in ``source_table`` and ``key`` the first identifier's text. The wanted keys'
+    rows are then found by row id, not by computing every row's key text (a third of
+    this check on a 1%-changed run).
     """
     wanted = " UNION ALL ".join(f"SELECT key FROM {table}" for table in only_keys_in)
     if wanted:
@@ -217,7 +224,11 @@ def conflicts_sql(con: duckdb.DuckDBPyConnection, source_table: str, column_of: 
         col = column_of(f)
         if key_col is None or col is None:
             continue
-        if wanted:  # only the values on the wanted keys' rows: few, so no counting first
+        if wanted and keys_by_rowid:  # only the values on the wanted keys' rows: few, so no counting first
+            # (``rowid IN``, not a join of the two tables: DuckDB then fetches those rows only.)
+            candidates = (f"SELECT DISTINCT {text(col)} AS v FROM {source_table} "
+                          f"WHERE rowid IN (SELECT rid FROM {keys_by_rowid} WHERE key IN ({wanted}))")
+        elif wanted:
             candidates = f"SELECT DISTINCT {text(col)} AS v FROM {source_table} WHERE {text(key_col)} IN ({wanted})"
         else:
             # Only values on more than one row can be shared: counting them first keeps
