@@ -341,6 +341,8 @@ class SyncRunner:
                             mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery or all_new,
                             raw_table=raw_table, raw_columns=raw_columns)
         con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # the rows that matter are in cur now
+        if raw_table is None:
+            diff.drop_raw_values(con)
         if encode_only:  # an audit needs the encoded rows, not the operations
             result.counts["invalid"] = scalar(con, "SELECT count(*) FROM cur WHERE reason IS NOT NULL")
             return
