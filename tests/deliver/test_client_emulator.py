@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -329,3 +330,20 @@ def test_an_identity_update_resent_after_it_was_applied_is_acknowledged(insider_
               [([2], ['{"old_identifier":{"email":"ghost@b.co"},"new_identifier":{"email":"gone@b.co"}}'])],
               on_result=nobody)
     assert not nobody.acked and nobody.rejected[2].startswith("HTTP 404")
+
+
+def test_a_proxy_named_in_the_environment_carries_every_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Insider's address is a closed port: only through the proxy (here the emulator
+    # itself, which answers absolute-form requests) can the users arrive.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with Emulator(partner="acme", api_key=API_KEY, port=0) as emu:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", emu.url)
+        results = Collector()
+        client(f"http://127.0.0.1:{closed}", max_retries=1).deliver(Endpoint.UPSERT, user_chunks(10), on_result=results)
+        monkeypatch.delenv("HTTP_PROXY")
+        assert sorted(results.acked) == list(range(10)) and not results.failed
+        assert emu.profile(uuid="u3")["attributes"]["name"] == "name 3"  # type: ignore[index]
