@@ -168,6 +168,10 @@ def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedFiel
     wanted = "TRUE" if every_row else """(c.key IS NULL
         OR EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)
         OR EXISTS (SELECT 1 FROM dups d WHERE d.key = c.key))"""
+    if not every_row and not scalar(con, "SELECT EXISTS (SELECT 1 FROM delta_keys) OR EXISTS (SELECT 1 FROM dups) "
+                                         "OR EXISTS (SELECT 1 FROM cur_raw WHERE key IS NULL)"):
+        # No row matters (a no-change run): an empty ``cur``, without probing every row.
+        wanted = "FALSE"
     if raw_table is None:
         rows = f"SELECT * FROM cur_raw c WHERE {wanted}"
     else:
