@@ -207,9 +207,11 @@ def drop_raw_values(con: duckdb.DuckDBPyConnection) -> None:
     names = [name for (name,) in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
         "AND table_name = 'cur_raw' ORDER BY ordinal_position").fetchall()]
-    kept = [name for name in names if not name.startswith(RAW_PREFIX)]
-    if len(kept) < len(names):
-        con.execute(f"CREATE OR REPLACE TABLE cur_raw AS SELECT {', '.join(ident(c) for c in kept)} FROM cur_raw")
+    # Column by column: DuckDB drops a column without copying the others (a copy of the
+    # keys and digests cost 0.7 s at 10M rows).
+    for name in names:
+        if name.startswith(RAW_PREFIX):
+            con.execute(f"ALTER TABLE cur_raw DROP COLUMN {ident(name)}")
 
 
 def _drop_snap(con: duckdb.DuckDBPyConnection) -> None:

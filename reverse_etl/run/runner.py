@@ -401,11 +401,14 @@ class SyncRunner:
               (SELECT count(*) FROM cur_raw) - (SELECT count(*) FROM cur WHERE reason IS NOT NULL),
               (SELECT count(*) FROM cur WHERE reason IS NOT NULL),
               (SELECT count(*) FROM changes WHERE payload IS NOT NULL),
-              (SELECT count(*) FROM (SELECT key FROM changes WHERE change <> 'removed'
-                                     GROUP BY key HAVING bool_and(op = 'held')))
+              EXISTS (SELECT 1 FROM changes WHERE op = 'held')
         """)
         assert row is not None
-        added, changed, removed, valid, invalid, to_send, held = (int(v) for v in row)
+        added, changed, removed, valid, invalid, to_send, any_held = (int(v) for v in row)
+        # Keys held back entirely (every operation held): grouping every key by key costs,
+        # so only when some operation was held.
+        held = scalar(con, """SELECT count(*) FROM (SELECT key FROM changes WHERE change <> 'removed'
+                                                    GROUP BY key HAVING bool_and(op = 'held'))""") if any_held else 0
         return {"added": added, "changed": changed, "removed": removed,
                 "unchanged": valid - added - changed - held, "invalid": invalid, "to_send": to_send}
 
