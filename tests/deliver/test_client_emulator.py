@@ -339,7 +339,7 @@ def test_a_proxy_named_in_the_environment_carries_every_request(monkeypatch: pyt
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     with Emulator(partner="acme", api_key=API_KEY, port=0) as emu:
-        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", emu.url)
         results = Collector()
