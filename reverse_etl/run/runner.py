@@ -342,7 +342,7 @@ class SyncRunner:
                             raw_table=raw_table, raw_columns=raw_columns)
         con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # the rows that matter are in cur now
         if raw_table is None:
-            diff.drop_raw_values(con)
+            diff.drop_raw_values(con, raw_columns)  # copied into cur_raw by pass 1
         if encode_only:  # an audit needs the encoded rows, not the operations
             result.counts["invalid"] = scalar(con, "SELECT count(*) FROM cur WHERE reason IS NOT NULL")
             return
