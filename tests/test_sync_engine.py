@@ -285,3 +285,33 @@ def test_an_empty_model_never_deletes_everyone(tmp_path: Path, insider_emulator:
                                                              "on_removed: delete_user\n  options: {allow_empty_model: true}")
     project.write_config(text)
     assert run(project).counts["acked"] == 3 and insider_emulator.profiles() == []
+
+
+def test_a_model_ending_in_a_semicolon_and_a_comment_still_diffs(project: ProjectUnderTest,
+                                                                 insider_emulator: Emulator) -> None:
+    # The engine wraps the model to add each row's key and digest as it loads it.
+    project.write_model("customers", "select customer_id, email, first_name, city, lifetime_value, tags\n"
+                                     "from raw_customers;\n-- the end of the model\n")
+    assert run(project).counts["acked"] == 50
+    project.sql("UPDATE raw_customers SET city = 'Oslo' WHERE customer_id = 'u5'")
+    insider_emulator.reset()
+    result = run(project)
+    assert result.outcome == "success", result.message
+    assert result.counts["changed"] == 1 and result.counts["unchanged"] == 49
+    assert [u["attributes"] for u in sent(insider_emulator, UPSERT)] == [{"city": "Oslo"}]
+
+
+def test_a_model_column_named_like_the_engines_own_is_left_alone(project: ProjectUnderTest,
+                                                                insider_emulator: Emulator) -> None:
+    # The model has a column called what the engine names its row keys: the engine
+    # then keys and digests the rows in a pass of its own.
+    project.write_model("customers", "select customer_id, email, first_name, city, lifetime_value, tags, "
+                                     "'same' AS __reverse_etl_key, 'same' AS __reverse_etl_digest from raw_customers")
+    assert run(project).counts["acked"] == 50
+    assert run(project).counts["unchanged"] == 50
+    project.sql("UPDATE raw_customers SET first_name = 'Ada' WHERE customer_id = 'u9'")
+    insider_emulator.reset()
+    result = run(project)
+    assert result.counts["changed"] == 1 and result.counts["unchanged"] == 49
+    assert [u["attributes"] for u in sent(insider_emulator, UPSERT)] == [{"name": "Ada"}]
+    assert insider_emulator.profile(uuid="u9")["attributes"]["name"] == "Ada"  # type: ignore[index]

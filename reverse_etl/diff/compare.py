@@ -27,6 +27,7 @@ import duckdb
 
 from reverse_etl.diff.fields import EncodedField, Field
 from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
+from reverse_etl.diff.tables import ROW_DIGEST, ROW_KEY
 from reverse_etl.state.digests import DIGEST_TYPE, NULL_DIGEST, RESEND_DIGEST, md5_digest_sql
 
 AUTO_ACKED_OPS = ("noop", "forget")
@@ -97,6 +98,48 @@ def create_current_raw(con: duckdb.DuckDBPyConnection, source_table: str, key_sq
         SELECT {key_sql} AS key, {row_digest_sql(digest_texts)} AS digest{", " + kept if kept else ""}
         FROM {source_table}
     """)
+    _index_current_keys(con)
+
+
+def row_key_columns(key_sql: str, digest_texts: Sequence[str]) -> list[str]:
+    """Pass 1 as columns of the model's own table (``ROW_KEY``, ``ROW_DIGEST``).
+
+    A source that materialises the model adds them in the same pass
+    (``Source.materialize``); :func:`create_current_raw_view` then reads them.
+    """
+    return [f"{key_sql} AS {ident(ROW_KEY)}", f"{row_digest_sql(digest_texts)} AS {ident(ROW_DIGEST)}"]
+
+
+def create_current_raw_view(con: duckdb.DuckDBPyConnection, source_table: str, columns: Sequence[str],
+                            *, by_rowid: bool = False) -> None:
+    """``cur_raw`` as a view over ``source_table``, whose rows carry their key and digest.
+
+    The same columns as :func:`create_current_raw` builds, with no copy: at 10M rows a
+    no-change run saves the second pass over the model (8.3 s -> 7.0 s for
+    model + pass 1 + duplicates + delta keys). Also ``dups`` and ``present``.
+    """
+    kept = "rowid AS rid" if by_rowid else ", ".join(f"{ident(c)} AS {ident(RAW_PREFIX + c)}" for c in columns)
+    con.execute(f"CREATE OR REPLACE VIEW cur_raw AS SELECT {ident(ROW_KEY)} AS key, {ident(ROW_DIGEST)} AS digest"
+                f"{', ' + kept if kept else ''} FROM {source_table}")
+    _index_current_keys(con)
+
+
+def keep_row_keys_only(con: duckdb.DuckDBPyConnection, source_table: str) -> None:
+    """Once ``cur`` is built, drop every model column of the table under the ``cur_raw`` view.
+
+    ``cur_raw`` keeps its keys and digests (later counts and the removed-key join read
+    them); the model's values are freed for the change set built next.
+    """
+    names = [name for name, *_ in con.execute(f"DESCRIBE {source_table}").fetchall()]
+    # Column by column: DuckDB drops a column without copying the others.
+    for name in names:
+        if name not in (ROW_KEY, ROW_DIGEST):
+            con.execute(f"ALTER TABLE {source_table} DROP COLUMN {ident(name)}")
+    con.execute(f"CREATE OR REPLACE VIEW cur_raw AS SELECT {ident(ROW_KEY)} AS key, {ident(ROW_DIGEST)} AS digest "
+                f"FROM {source_table}")
+
+
+def _index_current_keys(con: duckdb.DuckDBPyConnection) -> None:
     # Duplicate keys by aggregation, not a window: far cheaper over millions of rows.
     con.execute("CREATE OR REPLACE TABLE dups AS SELECT key, count(*) AS n FROM cur_raw "
                 "WHERE key IS NOT NULL GROUP BY key HAVING count(*) > 1")

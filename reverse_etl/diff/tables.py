@@ -9,7 +9,13 @@ the destination's mode (which builds ``changes``), delivery and the fold.
 from __future__ import annotations
 
 MODEL_ROWS = "model_rows"
-"""The model's rows as the source returned them (dropped once ``cur_raw`` is built)."""
+"""The model's rows as the source returned them (dropped once ``cur_raw`` is built), or,
+when the source computed pass 1 as it materialised them, with ``ROW_KEY`` and
+``ROW_DIGEST`` too (``cur_raw`` is then a view over it)."""
+
+ROW_KEY = "__reverse_etl_key"
+ROW_DIGEST = "__reverse_etl_digest"
+"""Columns of ``model_rows`` holding each row's key and digest, when pass 1 ran in the model's own pass."""
 
 CURRENT_RAW = "cur_raw"
 """Every model row: ``key``, the mapped raw columns (``col:<name>``), ``digest`` of the tracked ones."""

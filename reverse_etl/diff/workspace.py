@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -45,15 +46,18 @@ def _stream_error(exc: BaseException) -> str:
 
 
 def load_model(con: duckdb.DuckDBPyConnection, source: Source, model: ResolvedModel,
-               sync_name: str) -> dict[str, str]:
+               sync_name: str, extra: Callable[[dict[str, str]], Sequence[str]] | None = None) -> dict[str, str]:
     """Run the model on the source and materialise it as ``model_rows``.
 
-    Returns the model's columns as lower-cased name → DuckDB type. The rows
-    arrive as Arrow record batches and DuckDB consumes the stream directly.
+    Returns the table's columns as name → DuckDB type. The rows arrive as Arrow
+    record batches and DuckDB consumes the stream directly, unless the source
+    materialises them itself; only then are ``extra``'s columns (see
+    ``Source.materialize``) added, so a caller checks for them.
     """
     try:
         materialize = getattr(source, "materialize", None)
-        if materialize is None or not materialize(con, MODEL_TABLE, model.sql):
+        if materialize is None or not (materialize(con, MODEL_TABLE, model.sql, extra) if extra
+                                       else materialize(con, MODEL_TABLE, model.sql)):
             reader = source.fetch(model.sql)
             con.register("model_stream", reader)
             con.execute(f"CREATE OR REPLACE TABLE {MODEL_TABLE} AS SELECT * FROM model_stream")

@@ -112,6 +112,8 @@ class SyncMode(Protocol):
     tracked: list[Field]
     columns_only: list[Field]
     custom_delivery: bool
+    reshapes_rows: bool
+    """True: ``prepare`` returns another table than the model's rows."""
     reconciles_resend: bool
     """True: a full resend is diffed against the last acknowledged snapshot (NULLs deleted,
     removed keys get ``on_removed``) instead of against nothing."""

@@ -22,6 +22,7 @@ from reverse_etl.diff import compare as diff
 from reverse_etl.diff import rejected
 from reverse_etl.diff.fields import Field, resolve_columns
 from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
+from reverse_etl.diff.tables import ROW_DIGEST, ROW_KEY
 from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model
 from reverse_etl.errors import ConfigError
 from reverse_etl.project.config import StateConfig
@@ -69,6 +70,8 @@ class SyncRunner:
         self.rebase = rebase
         """Rewrites ``snap``/``delta_keys``/``present`` after the delta keys are found
         (an audit repair: Insider's observed values as the baseline of the drifted keys)."""
+        self.fused = False
+        """True while the model rows carry pass 1's key and digest (``diff.tables.ROW_KEY``)."""
         self.sync = sync
         self.source = source
         self.sender_factory = sender_factory
@@ -273,7 +276,10 @@ class SyncRunner:
     def _load_and_diff(self, con: duckdb.DuckDBPyConnection, result: SyncResult, *,
                        full_refresh: bool, fold_pending: bool, encode_only: bool = False) -> None:
         t0 = time.perf_counter()
+        self.fused = False  # set when the source computed pass 1 as it loaded the rows
         types = self._read_source(con, result, full_refresh=full_refresh, fold_pending=fold_pending)
+        if self.fused:
+            types = {name: dtype for name, dtype in types.items() if name not in (ROW_KEY, ROW_DIGEST)}
         self._stage(result, "source", t0)
         t1 = time.perf_counter()
         # Only now, with the source read, may state be touched (crash recovery first).
@@ -285,8 +291,7 @@ class SyncRunner:
         source_table = mode.prepare(con, MODEL_TABLE, types)
         if source_table != MODEL_TABLE:
             types = {name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE {source_table}").fetchall()}
-        lower = {name.lower(): name for name in types}
-        columns = resolve_columns([*mode.fields, *mode.columns_only], lower, self.sync.name, self.model.name)
+        columns, key_sql, digest_texts = self._pass1_sql_over(types)
         raw = diff.RAW_PREFIX
 
         def column_of(f: Field) -> str:
@@ -295,19 +300,11 @@ class SyncRunner:
         def type_of(f: Field) -> str:
             return types[columns[f.name]]
 
-        def source_column(f: Field) -> str:
-            return ident(columns[f.name])
-
-        def source_text(f: Field) -> str:  # a field's raw value as exact text (digests)
-            if f.constant is not None:
-                return literal(f.constant)
-            return diff.raw_text_sql(source_column(f), type_of(f))
-
         # Pass 1 over every row: keys and a digest of the raw tracked values, no encoding.
         raw_columns = sorted(set(columns.values()))
-        raw_table = self._create_current_raw(con, source_table, mode.key_sql(source_column, source_text),
-                                             raw_columns, [source_text(f) for f in self.tracked])
-        if raw_table is None:
+        raw_table = self._create_current_raw(con, source_table, key_sql, raw_columns, digest_texts,
+                                             fused=self.fused)
+        if raw_table is None and not self.fused:
             con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # everything needed is in cur_raw now
         self.baseline = load_baseline(con, self.state, self.committer, self.tracked, self.fingerprint,
                                       full_refresh=full_refresh, reconcile=self.mode.reconciles_resend,
@@ -340,9 +337,13 @@ class SyncRunner:
         diff.create_current(con, list(encoded.values()), mode.key_label,
                             mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery or all_new,
                             raw_table=raw_table, raw_columns=raw_columns)
-        con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")  # the rows that matter are in cur now
-        if raw_table is None:
-            diff.drop_raw_values(con, raw_columns)  # copied into cur_raw by pass 1
+        # The rows that matter are in cur now.
+        if self.fused:
+            diff.keep_row_keys_only(con, MODEL_TABLE)  # the table under the cur_raw view
+        else:
+            con.execute(f"DROP TABLE IF EXISTS {MODEL_TABLE}")
+            if raw_table is None:
+                diff.drop_raw_values(con, raw_columns)  # copied into cur_raw by pass 1
         if encode_only:  # an audit needs the encoded rows, not the operations
             result.counts["invalid"] = scalar(con, "SELECT count(*) FROM cur WHERE reason IS NOT NULL")
             return
@@ -367,22 +368,55 @@ class SyncRunner:
 
     def _read_source(self, con: duckdb.DuckDBPyConnection, result: SyncResult, *,
                      full_refresh: bool, fold_pending: bool) -> dict[str, str]:
-        """Materialise the model's rows as ``model_rows``; returns its columns (lower name → type)."""
-        return load_model(con, self.source, self.model, self.sync.name)
+        """Materialise the model's rows as ``model_rows``; returns its columns (name → type).
+
+        A source that materialises the model itself adds pass 1's key and digest
+        columns in the same pass (``self.fused``), unless the mode reshapes the rows.
+        """
+        extra = None if self.mode.reshapes_rows else self._row_key_columns
+        return load_model(con, self.source, self.model, self.sync.name, extra)
+
+    def _row_key_columns(self, types: dict[str, str]) -> list[str]:
+        if ROW_KEY in types or ROW_DIGEST in types:
+            return []  # a model column of that name: pass 1 runs on its own
+        _, key_sql, digest_texts = self._pass1_sql_over(types)
+        self.fused = True
+        return diff.row_key_columns(key_sql, digest_texts)
+
+    def _pass1_sql_over(self, types: dict[str, str]) -> tuple[dict[str, str], str, list[str]]:
+        """Field name → model column, and pass 1's key SQL and digest texts over those columns."""
+        mode = self.mode
+        lower = {name.lower(): name for name in types}
+        columns = resolve_columns([*mode.fields, *mode.columns_only], lower, self.sync.name, self.model.name)
+
+        def source_column(f: Field) -> str:
+            return ident(columns[f.name])
+
+        def source_text(f: Field) -> str:  # a field's raw value as exact text (digests)
+            if f.constant is not None:
+                return literal(f.constant)
+            return diff.raw_text_sql(source_column(f), types[columns[f.name]])
+
+        return columns, mode.key_sql(source_column, source_text), [source_text(f) for f in self.tracked]
 
     def _create_current_raw(self, con: duckdb.DuckDBPyConnection, source_table: str, key_sql: str,
-                            columns: list[str], digest_texts: list[str]) -> str | None:
+                            columns: list[str], digest_texts: list[str], *, fused: bool = False) -> str | None:
         """Pass 1: ``cur_raw`` (key, digest, and raw columns or row ids), ``dups`` and ``present``.
 
         Returns the table whose rows ``cur_raw.rid`` points at (pass 2 reads the raw
         values of the rows it encodes from there), or None when ``cur_raw`` holds them.
+        ``fused``: ``source_table`` already holds each row's key and digest, so
+        ``cur_raw`` is a view over it.
         """
         # The model's own table stays until pass 2; a mode's view over it (the e-commerce
         # explode) has no row ids, so its raw columns are copied. So are they when nothing
         # was acknowledged yet: pass 2 then reads every row, and a join back by row id
         # over all of them costs more than the copy.
         by_rowid = source_table == MODEL_TABLE and self.state.meta().snapshot is not None
-        diff.create_current_raw(con, source_table, key_sql, columns, digest_texts, by_rowid=by_rowid)
+        if fused:
+            diff.create_current_raw_view(con, source_table, columns, by_rowid=by_rowid)
+        else:
+            diff.create_current_raw(con, source_table, key_sql, columns, digest_texts, by_rowid=by_rowid)
         return source_table if by_rowid else None
 
     def _after_baseline(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> None:

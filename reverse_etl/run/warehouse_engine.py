@@ -220,7 +220,8 @@ class WarehouseRunner(SyncRunner):
         return mode.key_sql(column_of, text_of), [text_of(f) for f in self.tracked]
 
     def _create_current_raw(self, con: duckdb.DuckDBPyConnection, source_table: str, key_sql: str,
-                            columns: list[str], digest_texts: list[str]) -> str | None:
+                            columns: list[str], digest_texts: list[str], *, fused: bool = False) -> str | None:
+        # Never fused: this engine's _read_source loads pass 1's results, it adds no columns.
         if source_table != MODEL_TABLE:
             raise ConfigError(f"sync {self.sync.name!r}: engine: warehouse does not support a mode that "
                               "reshapes the model's rows (the e-commerce preset); use engine: local for it")

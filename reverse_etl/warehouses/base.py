@@ -16,10 +16,10 @@ class Source(Protocol):
     broken SQL, bad credentials or an unreachable warehouse. Column names are
     returned as the warehouse gives them; the engine normalises case.
 
-    Optional capability: ``materialize(engine_connection, table, sql) -> bool``
+    Optional capability: ``materialize(engine_connection, table, sql, extra=None) -> bool``
     runs the model straight into the engine's DuckDB (the DuckDB source does it
-    with a read-only ATTACH); a source without it, or returning False, is read
-    through :meth:`fetch`.
+    with a read-only ATTACH), adding the columns ``extra(types)`` returns; a source
+    without it, or returning False, is read through :meth:`fetch`.
     """
 
     dialect: str

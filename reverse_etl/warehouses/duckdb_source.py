@@ -7,6 +7,7 @@ model straight into its own tables, with no Arrow hop at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ import pyarrow as pa
 
 from reverse_etl.errors import SourceError
 from reverse_etl.project.config import DuckDBSourceConfig
+
+_MODEL_VIEW = "reverse_etl_model"
+"""The temporary view over the model's SQL while the engine materialises it."""
 
 
 class DuckDBSource:
@@ -36,11 +40,14 @@ class DuckDBSource:
         except duckdb.Error as exc:
             raise SourceError(first_line(exc)) from None
 
-    def materialize(self, engine: duckdb.DuckDBPyConnection, table: str, sql: str) -> bool:
+    def materialize(self, engine: duckdb.DuckDBPyConnection, table: str, sql: str,
+                    extra: Callable[[dict[str, str]], Sequence[str]] | None = None) -> bool:
         """Run ``sql`` on the warehouse into ``engine``'s ``table``; False if not possible.
 
         Only a file not yet opened by this source qualifies (``:memory:`` cannot be
-        attached from another connection).
+        attached from another connection). ``extra``, given the model's columns (name
+        → DuckDB type), returns more SELECT expressions computed in the same pass
+        (the engine's row keys and digests).
         """
         if self.path == ":memory:" or self._conn is not None:
             return False
@@ -54,12 +61,21 @@ class DuckDBSource:
         try:
             # Resolve the model's names exactly as in the warehouse itself.
             engine.execute("USE warehouse")
-            engine.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS {sql}")
+            if extra is None:
+                engine.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS {sql}")
+            else:
+                # A view first: the model's column types decide the extra expressions. (A view,
+                # not a subquery: model SQL may end in a comment or a semicolon.)
+                engine.execute(f"CREATE OR REPLACE TEMP VIEW {_MODEL_VIEW} AS {sql}")
+                types = {name: dtype for name, dtype, *_ in engine.execute(f"DESCRIBE {_MODEL_VIEW}").fetchall()}
+                more = "".join(", " + e for e in extra(types))
+                engine.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS SELECT *{more} FROM {_MODEL_VIEW}")
         except duckdb.OutOfMemoryException:
             raise  # the engine's memory budget, not the model: the runner says which setting
         except duckdb.Error as exc:
             raise SourceError(first_line(exc)) from None
         finally:
+            engine.execute(f"DROP VIEW IF EXISTS {_MODEL_VIEW}")
             engine.execute("USE memory")
             engine.execute("DETACH warehouse")
         return True

@@ -146,6 +146,10 @@ class Mode(ABC):
     knowledge), so values that became NULL are deleted and keys that left get
     ``on_removed``; the mode sends ``delta.resend`` rows in full."""
 
+    reshapes_rows = False
+    """True: :meth:`prepare` puts a view over the model's rows, so fields do not read the
+    model's own columns (the runner then cannot compute keys and digests as it loads it)."""
+
     custom_delivery = False
     """True: the runner calls :meth:`deliver_custom` instead of row delivery and commit."""
 

@@ -126,6 +126,8 @@ Typed = tuple[str, str]
 class EcommerceEvents(UserEvents):
     """``mode: user_events`` with ``event: {preset: ecommerce}``."""
 
+    reshapes_rows = True  # prepare() explodes each event's products
+
     def __init__(self, sync: SyncConfig) -> None:
         super().__init__(sync)
         if self.event.name is not None:
