@@ -146,14 +146,20 @@ def _index_current_keys(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE VIEW present AS SELECT key FROM cur_raw WHERE key IS NOT NULL")
 
 
-def create_delta_keys(con: duckdb.DuckDBPyConnection) -> None:
-    """``delta_keys``: keys (single, non-null) that are new or whose digest changed."""
+def create_delta_keys(con: duckdb.DuckDBPyConnection, *, with_rows: bool = False) -> None:
+    """``delta_keys``: keys (single, non-null) that are new or whose digest changed.
+
+    ``with_rows`` (``cur_raw`` is ``by_rowid``): each key also carries its row's
+    ``digest`` and ``rid``, so :func:`create_current` reads those rows without
+    probing every ``cur_raw`` row against the delta keys.
+    """
     # An anti join on (key, digest): a key whose snapshot row is missing, or has another
     # (or a NULL) digest, finds no match. Cheaper than a left join that carries the
     # snapshot digest out to compare it (~20% at 10M rows, where the join spills).
-    con.execute("""
+    carried = ", c.digest, c.rid" if with_rows else ""
+    con.execute(f"""
         CREATE OR REPLACE TABLE delta_keys AS
-        SELECT c.key FROM (SELECT key, digest FROM cur_raw WHERE key IS NOT NULL) c
+        SELECT c.key{carried} FROM (SELECT key, digest{", rid" if with_rows else ""} FROM cur_raw WHERE key IS NOT NULL) c
         ANTI JOIN (SELECT key, digest FROM snap) s ON c.key = s.key AND c.digest = s.digest
         WHERE NOT EXISTS (SELECT 1 FROM dups d WHERE d.key = c.key)
     """)
@@ -211,15 +217,19 @@ def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedFiel
     wanted = "TRUE" if every_row else """(c.key IS NULL
         OR EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)
         OR EXISTS (SELECT 1 FROM dups d WHERE d.key = c.key))"""
-    if not every_row and not scalar(con, "SELECT EXISTS (SELECT 1 FROM delta_keys) OR EXISTS (SELECT 1 FROM dups) "
-                                         "OR EXISTS (SELECT 1 FROM cur_raw WHERE key IS NULL)"):
-        # No row matters (a no-change run): an empty ``cur``, without probing every row.
-        wanted = "FALSE"
+    only_delta = False
+    if not every_row and not scalar(con, "SELECT EXISTS (SELECT 1 FROM dups) OR EXISTS (SELECT 1 FROM cur_raw WHERE key IS NULL)"):
+        if not scalar(con, "SELECT EXISTS (SELECT 1 FROM delta_keys)"):
+            wanted = "FALSE"  # no row matters (a no-change run): an empty ``cur``, without probing every row
+        # Only delta rows matter, and the delta keys carry their row ids (``create_delta_keys``):
+        # read those rows straight away (10M rows, 1% changed: 0.16-0.24 s -> 0.04 s).
+        only_delta = raw_table is not None and "rid" in {c for c, *_ in con.execute("DESCRIBE delta_keys").fetchall()}
     if raw_table is None:
         rows = f"SELECT * FROM cur_raw c WHERE {wanted}"
     else:
         cols = ", ".join(f"m.{ident(col)} AS {ident(RAW_PREFIX + col)}" for col in raw_columns)
-        rows = (f"SELECT w.key, w.digest{', ' + cols if cols else ''} FROM (SELECT * FROM cur_raw c WHERE {wanted}) w "
+        chosen = "delta_keys" if only_delta else f"(SELECT * FROM cur_raw c WHERE {wanted})"
+        rows = (f"SELECT w.key, w.digest{', ' + cols if cols else ''} FROM {chosen} w "
                 f"JOIN {raw_table} m ON m.rowid = w.rid")
     con.execute(f"""
         CREATE OR REPLACE TABLE cur AS

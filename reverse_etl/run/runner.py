@@ -312,7 +312,7 @@ class SyncRunner:
         result.full_resend_reason = self.baseline.reason
         self._after_baseline(con, result)
         # Pass 2, over new and changed rows only: encode, validate, compare field by field.
-        diff.create_delta_keys(con)
+        diff.create_delta_keys(con, with_rows=raw_table is not None)
         if self.rebase is not None:
             note = self.rebase(con)
             if note:
