@@ -89,16 +89,18 @@ def create_current_raw(con: duckdb.DuckDBPyConnection, source_table: str, key_sq
     (``col:<name>``). Also ``dups`` (keys on more than one row) and the view ``present``
     (every key in the model). Nothing is encoded here.
     """
-    if by_rowid:
-        kept = "rowid AS rid"
-    else:
-        kept = ", ".join(f"{ident(c)} AS {ident(RAW_PREFIX + c)}" for c in columns)
     con.execute(f"""
         CREATE OR REPLACE TABLE cur_raw AS
-        SELECT {key_sql} AS key, {row_digest_sql(digest_texts)} AS digest{", " + kept if kept else ""}
+        SELECT {key_sql} AS key, {row_digest_sql(digest_texts)} AS digest{_kept_columns(columns, by_rowid)}
         FROM {source_table}
     """)
     _index_current_keys(con)
+
+
+def _kept_columns(columns: Sequence[str], by_rowid: bool) -> str:
+    """What ``cur_raw`` holds besides key and digest: the row id, or the raw columns (``col:<name>``)."""
+    kept = "rowid AS rid" if by_rowid else ", ".join(f"{ident(c)} AS {ident(RAW_PREFIX + c)}" for c in columns)
+    return ", " + kept if kept else ""
 
 
 def row_key_columns(key_sql: str, digest_texts: Sequence[str]) -> list[str]:
@@ -118,10 +120,13 @@ def create_current_raw_view(con: duckdb.DuckDBPyConnection, source_table: str, c
     no-change run saves the second pass over the model (8.3 s -> 7.0 s for
     model + pass 1 + duplicates + delta keys). Also ``dups`` and ``present``.
     """
-    kept = "rowid AS rid" if by_rowid else ", ".join(f"{ident(c)} AS {ident(RAW_PREFIX + c)}" for c in columns)
-    con.execute(f"CREATE OR REPLACE VIEW cur_raw AS SELECT {ident(ROW_KEY)} AS key, {ident(ROW_DIGEST)} AS digest"
-                f"{', ' + kept if kept else ''} FROM {source_table}")
+    _view_current_raw(con, source_table, _kept_columns(columns, by_rowid))
     _index_current_keys(con)
+
+
+def _view_current_raw(con: duckdb.DuckDBPyConnection, source_table: str, kept: str = "") -> None:
+    con.execute(f"CREATE OR REPLACE VIEW cur_raw AS SELECT {ident(ROW_KEY)} AS key, {ident(ROW_DIGEST)} AS digest"
+                f"{kept} FROM {source_table}")
 
 
 def keep_row_keys_only(con: duckdb.DuckDBPyConnection, source_table: str) -> None:
@@ -135,8 +140,7 @@ def keep_row_keys_only(con: duckdb.DuckDBPyConnection, source_table: str) -> Non
     for name in names:
         if name not in (ROW_KEY, ROW_DIGEST):
             con.execute(f"ALTER TABLE {source_table} DROP COLUMN {ident(name)}")
-    con.execute(f"CREATE OR REPLACE VIEW cur_raw AS SELECT {ident(ROW_KEY)} AS key, {ident(ROW_DIGEST)} AS digest "
-                f"FROM {source_table}")
+    _view_current_raw(con, source_table)
 
 
 def _index_current_keys(con: duckdb.DuckDBPyConnection) -> None:

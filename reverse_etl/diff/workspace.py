@@ -56,8 +56,7 @@ def load_model(con: duckdb.DuckDBPyConnection, source: Source, model: ResolvedMo
     """
     try:
         materialize = getattr(source, "materialize", None)
-        if materialize is None or not (materialize(con, MODEL_TABLE, model.sql, extra) if extra
-                                       else materialize(con, MODEL_TABLE, model.sql)):
+        if materialize is None or not materialize(con, MODEL_TABLE, model.sql, extra):
             reader = source.fetch(model.sql)
             con.register("model_stream", reader)
             con.execute(f"CREATE OR REPLACE TABLE {MODEL_TABLE} AS SELECT * FROM model_stream")
