@@ -188,6 +188,21 @@ def test_events_sent_once_old_ones_rejected(tmp_path: Path, insider_emulator: Em
     assert run(project).counts["to_send"] == 0
 
 
+def test_an_event_at_the_same_moment_as_a_sent_one_is_still_sent(tmp_path: Path, insider_emulator: Emulator) -> None:
+    # An event's digest covers its timestamp only: a new event sharing a sent one's
+    # timestamp has that event's digest, and is new only by its key.
+    project = events_project(tmp_path, insider_emulator, {
+        "name_column": "event_name", "timestamp": "occurred_at", "key": "event_id",
+        "params": {"product_id": "product_id"}})
+    assert run(project).counts["acked"] == 3
+    insider_emulator.reset()
+    project.sql("INSERT INTO raw_events SELECT 'e9', 'u2', 'page_viewed', occurred_at, 'P7', 'home', 1.0 "
+                "FROM raw_events WHERE event_id = 'e1'")
+    second = run(project)
+    assert second.counts["added"] == 1 and second.counts["acked"] == 1
+    assert [u["events"][0]["event_params"]["product_id"] for u in sent(insider_emulator, UPSERT)] == ["P7"]
+
+
 def test_events_without_key_use_a_digest_and_purchase_needs_its_params(tmp_path: Path, insider_emulator: Emulator) -> None:
     project = events_project(tmp_path, insider_emulator, {
         "name": "purchase", "timestamp": "occurred_at", "params": {"product_id": "product_id"}})

@@ -150,21 +150,29 @@ def _index_current_keys(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE VIEW present AS SELECT key FROM cur_raw WHERE key IS NOT NULL")
 
 
-def create_delta_keys(con: duckdb.DuckDBPyConnection, *, with_rows: bool = False) -> None:
+def create_delta_keys(con: duckdb.DuckDBPyConnection, *, with_rows: bool = False,
+                      digest_holds_key: bool = False) -> None:
     """``delta_keys``: keys (single, non-null) that are new or whose digest changed.
 
     ``with_rows`` (``cur_raw`` is ``by_rowid``): each key also carries its row's
     ``digest`` and ``rid``, so :func:`create_current` reads those rows without
     probing every ``cur_raw`` row against the delta keys.
+
+    ``digest_holds_key`` (``Mode.digest_holds_key``): a digest names one key, so rows
+    match the snapshot on the digest alone. The same rows match as on (key, digest),
+    and the join's table holds 16 fixed bytes per snapshot row, not a key string too:
+    at 10M rows 1.2-1.3 s -> 0.8 s.
     """
     # An anti join on (key, digest): a key whose snapshot row is missing, or has another
     # (or a NULL) digest, finds no match. Cheaper than a left join that carries the
     # snapshot digest out to compare it (~20% at 10M rows, where the join spills).
     carried = ", c.digest, c.rid" if with_rows else ""
+    snap_cols, on = ("digest", "c.digest = s.digest") if digest_holds_key else \
+        ("key, digest", "c.key = s.key AND c.digest = s.digest")
     con.execute(f"""
         CREATE OR REPLACE TABLE delta_keys AS
         SELECT c.key{carried} FROM (SELECT key, digest{", rid" if with_rows else ""} FROM cur_raw WHERE key IS NOT NULL) c
-        ANTI JOIN (SELECT key, digest FROM snap) s ON c.key = s.key AND c.digest = s.digest
+        ANTI JOIN (SELECT {snap_cols} FROM snap) s ON {on}
         WHERE NOT EXISTS (SELECT 1 FROM dups d WHERE d.key = c.key)
     """)
 
@@ -190,7 +198,8 @@ def every_key_still_present(con: duckdb.DuckDBPyConnection) -> bool:
     """True when no snapshot key left the model, known from counts (no anti join over every key).
 
     Every non-null model key that is neither a delta key nor a duplicate matched a
-    snapshot row exactly (same key, same digest), so it is a snapshot key, once.
+    snapshot row exactly (same key, same digest: a digest that holds the key matched
+    alone), so it is a snapshot key, once.
     Adding the delta and duplicate keys found in the snapshot (a join of those few
     keys only) counts the snapshot keys still in the model: as many as the snapshot
     has rows means all of them. A snapshot with a repeated key only makes the counts

@@ -136,6 +136,10 @@ class SyncMode(Protocol):
     def allows_empty_model(self) -> bool:
         """True: an empty model may clear or delete every user it removes."""
         ...
+    @property
+    def digest_holds_key(self) -> bool:
+        """True: a row's digest determines its key, so rows may match the snapshot on digests alone."""
+        ...
 
     def fingerprint_parts(self, model: ResolvedModel) -> dict[str, object]:
         """Everything that decides what the snapshot means (a change means a full resend)."""

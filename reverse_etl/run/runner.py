@@ -312,7 +312,7 @@ class SyncRunner:
         result.full_resend_reason = self.baseline.reason
         self._after_baseline(con, result)
         # Pass 2, over new and changed rows only: encode, validate, compare field by field.
-        diff.create_delta_keys(con, with_rows=raw_table is not None)
+        diff.create_delta_keys(con, with_rows=raw_table is not None, digest_holds_key=self._digest_holds_key())
         if self.rebase is not None:
             note = self.rebase(con)
             if note:
@@ -421,6 +421,10 @@ class SyncRunner:
 
     def _after_baseline(self, con: duckdb.DuckDBPyConnection, result: SyncResult) -> None:
         """Called once ``snap`` is loaded, before the delta is computed."""
+
+    def _digest_holds_key(self) -> bool:
+        """Whether ``cur_raw``'s digests determine their keys (the delta then matches on digests)."""
+        return self.mode.digest_holds_key
 
     def _model_rows(self, con: duckdb.DuckDBPyConnection) -> int:
         """How many rows the model returned."""

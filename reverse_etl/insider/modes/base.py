@@ -153,6 +153,20 @@ class Mode(ABC):
     custom_delivery = False
     """True: the runner calls :meth:`deliver_custom` instead of row delivery and commit."""
 
+    @property
+    def digest_holds_key(self) -> bool:
+        """True when a row's digest determines its key, so the diff may match rows on the digest alone.
+
+        So it is when the key is :meth:`key_sql`'s text of the key field and that field
+        is tracked: the digest covers the field's raw text, the key is a function of it,
+        and two rows with one digest (barring an md5 collision, the odds every digest
+        comparison already takes) have one key. An event's digest is its timestamp only,
+        so two events can share one: events keep matching on (key, digest).
+        """
+        key = self.key_field
+        return (type(self).key_sql is Mode.key_sql and key is not None and key.constant is None
+                and not self.reshapes_rows and any(f is key for f in self.tracked))
+
     def deliver_custom(self, con: duckdb.DuckDBPyConnection, records: SyncRecords,
                        result: SyncResult) -> None:
         """Deliver and record state the mode's own way (one request per segment, e.g. FPS).
