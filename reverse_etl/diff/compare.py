@@ -200,18 +200,25 @@ def every_key_still_present(con: duckdb.DuckDBPyConnection) -> bool:
     Every non-null model key that is neither a delta key nor a duplicate matched a
     snapshot row exactly (same key, same digest: a digest that holds the key matched
     alone), so it is a snapshot key, once.
-    Adding the delta and duplicate keys found in the snapshot (a join of those few
-    keys only) counts the snapshot keys still in the model: as many as the snapshot
-    has rows means all of them. A snapshot with a repeated key only makes the counts
-    differ (then the anti join decides).
+    Adding the delta and duplicate keys found in the snapshot counts the snapshot keys
+    still in the model: as many as the snapshot has rows means all of them. A snapshot
+    with a repeated key only makes the counts differ (then the anti join decides).
+
+    Call after :func:`create_delta`: its valid rows already carry their snapshot key
+    (``s_key``), so only the other delta keys (invalid rows) and the duplicate keys are
+    looked up in the snapshot, and only when there are any. (Looking up every delta
+    key read every snapshot key: 0.25 s at 10M rows, 1% changed.)
     """
     keyed, duplicated, duplicates, changed = first_row(con, """
         SELECT (SELECT count(*) FROM cur_raw WHERE key IS NOT NULL), (SELECT coalesce(sum(n), 0) FROM dups),
                (SELECT count(*) FROM dups), (SELECT count(*) FROM delta_keys)""") or (0, 0, 0, 0)
     matched = int(keyed) - int(duplicated) - int(changed)
     if duplicates or changed:
-        matched += scalar(con, "SELECT count(*) FROM (SELECT key FROM delta_keys UNION ALL SELECT key FROM dups) k "
-                               "SEMI JOIN (SELECT key FROM snap) s ON s.key = k.key")
+        matched += scalar(con, "SELECT count(DISTINCT s_key) FROM delta")
+        others = ("SELECT key FROM delta_keys k WHERE NOT EXISTS (SELECT 1 FROM delta d WHERE d.key = k.key) "
+                  "UNION ALL SELECT key FROM dups")
+        if scalar(con, f"SELECT EXISTS ({others})"):
+            matched += scalar(con, f"SELECT count(*) FROM ({others}) k SEMI JOIN (SELECT key FROM snap) s ON s.key = k.key")
     return matched == scalar(con, "SELECT count(*) FROM snap")
 
 
