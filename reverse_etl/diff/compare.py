@@ -244,6 +244,14 @@ def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedFiel
         # Only delta rows matter, and the delta keys carry their row ids (``create_delta_keys``):
         # read those rows straight away (10M rows, 1% changed: 0.16-0.24 s -> 0.04 s).
         only_delta = raw_table is not None and "rid" in {c for c, *_ in con.execute("DESCRIBE delta_keys").fetchall()}
+    if wanted == "FALSE":
+        # Declared, not planned from the encoding SQL: planning that took 36 ms, a twentieth
+        # of a 1M-row no-change run. The same columns as the query below makes.
+        kinds = {name: kind for name, kind, *_ in con.execute("DESCRIBE cur_raw").fetchall()}
+        columns = [f"key {kinds['key']}", f"digest {kinds['digest']}",
+                   *(f"{ident(e.field.name)} VARCHAR" for e in encoded), "reason VARCHAR"]
+        con.execute(f"CREATE OR REPLACE TABLE cur ({', '.join(columns)})")
+        return
     if raw_table is None:
         rows = f"SELECT * FROM cur_raw c WHERE {wanted}"
     else:
