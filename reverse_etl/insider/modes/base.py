@@ -157,7 +157,7 @@ class Mode(ABC):
     def digest_holds_key(self) -> bool:
         """True when a row's digest determines its key, so the diff may match rows on the digest alone.
 
-        So it is when the key is :meth:`key_sql`'s text of the key field and that field
+        That holds when the key is :meth:`key_sql`'s text of the key field and that field
         is tracked: the digest covers the field's raw text, the key is a function of it,
         and two rows with one digest (barring an md5 collision, the odds every digest
         comparison already takes) have one key. An event's digest is its timestamp only,
