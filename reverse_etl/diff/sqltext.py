@@ -38,6 +38,11 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def column_types(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    """The columns of a table, view or ``SELECT`` as name → DuckDB type, in order."""
+    return {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()}
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """True when a table or view ``name`` exists in the connection's main schema."""
     return bool(scalar(con, "SELECT count(*) FROM information_schema.tables "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from reverse_etl.diff.sqltext import column_types
 from reverse_etl.diff.tables import MODEL_ROWS
 from reverse_etl.errors import SourceError
 from reverse_etl.project.model_sql import ResolvedModel
@@ -70,4 +71,4 @@ def load_model(con: duckdb.DuckDBPyConnection, source: Source, model: ResolvedMo
     finally:
         with contextlib.suppress(duckdb.Error):
             con.unregister("model_stream")
-    return {name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE {MODEL_TABLE}").fetchall()}
+    return column_types(con, MODEL_TABLE)

@@ -21,7 +21,7 @@ import orjson
 from reverse_etl.diff import compare as diff
 from reverse_etl.diff import rejected
 from reverse_etl.diff.fields import Field, resolve_columns
-from reverse_etl.diff.sqltext import first_row, ident, literal, scalar
+from reverse_etl.diff.sqltext import column_types, first_row, ident, literal, scalar
 from reverse_etl.diff.tables import ROW_DIGEST, ROW_KEY
 from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model
 from reverse_etl.errors import ConfigError
@@ -290,7 +290,7 @@ class SyncRunner:
         # A mode may reshape the model rows first (the ecommerce preset explodes products).
         source_table = mode.prepare(con, MODEL_TABLE, types)
         if source_table != MODEL_TABLE:
-            types = {name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE {source_table}").fetchall()}
+            types = column_types(con, source_table)
         columns, key_sql, digest_texts = self._pass1_sql_over(types)
         raw = diff.RAW_PREFIX
 
@@ -350,7 +350,7 @@ class SyncRunner:
         diff.create_delta(con, self.tracked, all_new=all_new)
         self._create_removed_keys(con)
         mode.build_changes(con)
-        if "digest" not in {c for c, *_ in con.execute("DESCRIBE changes").fetchall()}:
+        if "digest" not in column_types(con, "changes"):
             # A mode that built `changes` itself: each operation still carries its digest.
             con.execute("CREATE OR REPLACE TABLE changes AS SELECT ch.*, d.digest "
                         "FROM changes ch LEFT JOIN delta d ON d.key = ch.key")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import duckdb
 
-from reverse_etl.diff.sqltext import ident, literal, scalar
+from reverse_etl.diff.sqltext import column_types, ident, literal, scalar
 from reverse_etl.diff.tables import ROW_KEY
 from reverse_etl.insider import payloads
 from reverse_etl.insider.config import SyncConfig
@@ -66,8 +66,7 @@ class UpsertAttributes(Mode):
         if linked is None:
             key_column: str | None = "key"
         else:
-            key_column = ROW_KEY if ROW_KEY in {name for name, *_ in con.execute(f"DESCRIBE {rows_table}").fetchall()} \
-                else None
+            key_column = ROW_KEY if ROW_KEY in column_types(con, rows_table) else None
         conflicts_sql(con, rows_table, column_of, self.ids, only_keys_in=("delta_keys", "dups"), keys_by_rowid=linked,
                       key_column=key_column)
 
@@ -283,7 +282,7 @@ def _row_ids_of(con: duckdb.DuckDBPyConnection, key_tables: Sequence[str], keys_
     """
     parts = []
     for table in key_tables:
-        if "rid" in {name for name, *_ in con.execute(f"DESCRIBE {table}").fetchall()}:
+        if "rid" in column_types(con, table):
             parts.append(f"SELECT rid FROM {table}")
         elif scalar(con, f"SELECT EXISTS (SELECT 1 FROM {table})"):
             parts.append(f"SELECT rid FROM {keys_by_rowid} WHERE key IN (SELECT key FROM {table})")
