@@ -17,6 +17,10 @@ ROW_KEY = "__reverse_etl_key"
 ROW_DIGEST = "__reverse_etl_digest"
 """Columns of ``model_rows`` holding each row's key and digest, when pass 1 ran in the model's own pass."""
 
+CHANGED_ROWS = "model_changed_rows"
+"""When ``model_rows`` keeps only keys, digests and the mode's every-row fields: the rows pass 2
+encodes, read again from the model, as ``cur_raw`` would hold them (``key``, ``digest``, ``col:<name>``)."""
+
 CURRENT_RAW = "cur_raw"
 """Every model row: ``key``, the mapped raw columns (``col:<name>``), ``digest`` of the tracked ones."""
 

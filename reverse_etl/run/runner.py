@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from reverse_etl.diff import rejected
 from reverse_etl.diff.fields import Field, resolve_columns
 from reverse_etl.diff.sqltext import column_types, first_row, ident, literal, scalar
 from reverse_etl.diff.tables import ROW_DIGEST, ROW_KEY
-from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model
+from reverse_etl.diff.workspace import MODEL_TABLE, engine_connection, load_model, reread_rows
 from reverse_etl.errors import ConfigError
 from reverse_etl.project.config import StateConfig
 from reverse_etl.project.model_sql import ResolvedModel
@@ -36,7 +37,7 @@ from reverse_etl.run.outcome import fail
 from reverse_etl.run.results import SyncResult
 from reverse_etl.state.store import Pending
 from reverse_etl.state.stores import open_sync_state
-from reverse_etl.warehouses.base import Source
+from reverse_etl.warehouses.base import HoldingSource, Source
 
 __all__ = ["Rebase", "SyncRunner", "sync_fingerprint"]
 
@@ -72,6 +73,10 @@ class SyncRunner:
         (an audit repair: Insider's observed values as the baseline of the drifted keys)."""
         self.fused = False
         """True while the model rows carry pass 1's key and digest (``diff.tables.ROW_KEY``)."""
+        self.lean = False
+        """True while the source holds the model and ``model_rows`` keeps only keys, digests and
+        the mode's every-row fields: pass 2 reads its rows' other values again (``reread_rows``)."""
+        self._model_types: dict[str, str] = {}
         self.sync = sync
         self.source = source
         self.sender_factory = sender_factory
@@ -337,9 +342,20 @@ class SyncRunner:
         def value_of(f: Field) -> str:
             return f"({encoded[f.name].value_sql})"
 
+        every_row = mode.custom_delivery or all_new
+        wanted_rows = None
+        if self.lean:  # the rows that matter, read again from the model the source holds
+            try:
+                assert isinstance(self.source, HoldingSource)
+                wanted_rows = reread_rows(con, self.source, key_sql, diff.row_digest_sql(digest_texts),
+                                          raw_columns, every_row=every_row)
+            finally:
+                self._release_source(con)
         diff.create_current(con, list(encoded.values()), mode.key_label,
-                            mode.row_reasons(column_of, type_of, value_of), every_row=mode.custom_delivery or all_new,
-                            raw_table=raw_table, raw_columns=raw_columns)
+                            mode.row_reasons(column_of, type_of, value_of), every_row=every_row,
+                            raw_table=raw_table, raw_columns=raw_columns, wanted_rows=wanted_rows)
+        if wanted_rows is not None:
+            con.execute(f"DROP TABLE {wanted_rows}")
         # The rows that matter are in cur now.
         if self.fused:
             diff.keep_row_keys_only(con, MODEL_TABLE)  # the table under the cur_raw view
@@ -376,15 +392,38 @@ class SyncRunner:
         A source that materialises the model itself adds pass 1's key and digest
         columns in the same pass (``self.fused``), unless the mode reshapes the rows.
         """
-        extra = None if self.mode.reshapes_rows else self._row_key_columns
-        return load_model(con, self.source, self.model, self.sync.name, extra)
+        if self.mode.reshapes_rows:
+            return load_model(con, self.source, self.model, self.sync.name)
+        # Lean: once acknowledged rows exist, a run usually encodes few rows. Every row's
+        # values are then not copied, only read again for the rows that matter (10M rows,
+        # no change: 4.5 s -> 3.6 s to load the model). Only where the key is a field's own
+        # text (cheap to compute again over every row: an event's key digests its values).
+        lean = (not full_refresh and self.rebase is None and not self.mode.custom_delivery
+                and self.mode.digest_holds_key and isinstance(self.source, HoldingSource)
+                and self.state.meta().snapshot is not None)
+        types = load_model(con, self.source, self.model, self.sync.name,
+                           partial(self._pass1_select, lean=lean), hold=lean)
+        if lean and not self.lean:
+            self._release_source(con)  # the source held nothing lean after all
+        return dict(self._model_types) if self.lean else types
 
-    def _row_key_columns(self, types: dict[str, str]) -> list[str]:
+    def _pass1_select(self, types: dict[str, str], *, lean: bool) -> list[str]:
+        """What the source selects from the model: its columns (all, or ``lean``'s) and pass 1's."""
         if ROW_KEY in types or ROW_DIGEST in types:
             return []  # a model column of that name: pass 1 runs on its own
-        _, key_sql, digest_texts = self._pass1_sql_over(types)
+        columns, key_sql, digest_texts = self._pass1_sql_over(types)
         self.fused = True
-        return diff.row_key_columns(key_sql, digest_texts)
+        pass1 = diff.row_key_columns(key_sql, digest_texts)
+        if not lean:
+            return ["*", *pass1]
+        self.lean, self._model_types = True, dict(types)
+        kept = sorted({columns[f.name] for f in self.mode.every_row_fields() if f.name in columns})
+        return [*(ident(c) for c in kept), *pass1]
+
+    def _release_source(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.lean = False
+        if isinstance(self.source, HoldingSource):
+            self.source.release(con)
 
     def _pass1_sql_over(self, types: dict[str, str]) -> tuple[dict[str, str], str, list[str]]:
         """Field name → model column, and pass 1's key SQL and digest texts over those columns."""

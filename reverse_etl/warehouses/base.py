@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -16,10 +17,12 @@ class Source(Protocol):
     broken SQL, bad credentials or an unreachable warehouse. Column names are
     returned as the warehouse gives them; the engine normalises case.
 
-    Optional capability: ``materialize(engine_connection, table, sql, extra=None) -> bool``
-    runs the model straight into the engine's DuckDB (the DuckDB source does it
-    with a read-only ATTACH), adding the columns ``extra(types)`` returns; a source
-    without it, or returning False, is read through :meth:`fetch`.
+    Optional capability: ``materialize(engine_connection, table, sql, select=None, *, hold=False)
+    -> bool`` runs the model straight into the engine's DuckDB (the DuckDB source does it
+    with a read-only ATTACH), selecting what ``select(types)`` returns; a source
+    without it, or returning False, is read through :meth:`fetch`. A source that
+    is also a :class:`HoldingSource` keeps the model's rows unchanged (``hold``) so the
+    engine may read some of them again.
     """
 
     dialect: str
@@ -32,4 +35,18 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+        ...
+
+
+@runtime_checkable
+class HoldingSource(Protocol):
+    """A source whose ``materialize(..., hold=True)`` keeps the model's rows unchanged
+    until :meth:`release`, so the engine can read some of them again."""
+
+    def reread(self, engine: Any, table: str, select: Sequence[str], where: str) -> None:
+        """Run the held model again into the engine's ``table``: ``select`` over the rows matching ``where``."""
+        ...
+
+    def release(self, engine: Any) -> None:
+        """Stop holding the model (a no-op when nothing is held)."""
         ...

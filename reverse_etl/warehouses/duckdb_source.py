@@ -19,6 +19,8 @@ from reverse_etl.project.config import DuckDBSourceConfig
 
 _MODEL_VIEW = "reverse_etl_model"
 """The temporary view over the model's SQL while the engine materialises it."""
+_WAREHOUSE = "warehouse"
+"""The catalog name of the attached warehouse file in the engine's connection."""
 
 
 class DuckDBSource:
@@ -41,13 +43,17 @@ class DuckDBSource:
             raise SourceError(first_line(exc)) from None
 
     def materialize(self, engine: duckdb.DuckDBPyConnection, table: str, sql: str,
-                    extra: Callable[[dict[str, str]], Sequence[str]] | None = None) -> bool:
+                    select: Callable[[dict[str, str]], Sequence[str]] | None = None, *,
+                    hold: bool = False) -> bool:
         """Run ``sql`` on the warehouse into ``engine``'s ``table``; False if not possible.
 
         Only a file not yet opened by this source qualifies (``:memory:`` cannot be
-        attached from another connection). ``extra``, given the model's columns (name
-        → DuckDB type), returns more SELECT expressions computed in the same pass
-        (the engine's row keys and digests).
+        attached from another connection). ``select``, given the model's columns (name
+        → DuckDB type), returns the SELECT list over the model's rows (empty: every
+        column), computed in the same pass (the engine adds its row keys and digests).
+
+        ``hold``: the warehouse stays attached (read-only, so no writer can change it)
+        and the model's view stays defined, for :meth:`reread`, until :meth:`release`.
         """
         if self.path == ":memory:" or self._conn is not None:
             return False
@@ -55,30 +61,57 @@ class DuckDBSource:
             raise SourceError(f"DuckDB database {self.path} does not exist; check source.path")
         escaped = self.path.replace("'", "''")
         try:
-            engine.execute(f"ATTACH '{escaped}' AS warehouse (READ_ONLY)")
+            engine.execute(f"ATTACH '{escaped}' AS {_WAREHOUSE} (READ_ONLY)")
         except duckdb.Error as exc:
             raise SourceError(f"cannot open DuckDB database {self.path}: {first_line(exc)}") from None
+        held = False
         try:
             # Resolve the model's names exactly as in the warehouse itself.
-            engine.execute("USE warehouse")
-            if extra is None:
+            engine.execute(f"USE {_WAREHOUSE}")
+            if select is None:
                 engine.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS {sql}")
             else:
-                # A view first: the model's column types decide the extra expressions. (A view,
+                # A view first: the model's column types decide the SELECT list. (A view,
                 # not a subquery: model SQL may end in a comment or a semicolon.)
                 engine.execute(f"CREATE OR REPLACE TEMP VIEW {_MODEL_VIEW} AS {sql}")
                 types = {name: dtype for name, dtype, *_ in engine.execute(f"DESCRIBE {_MODEL_VIEW}").fetchall()}
-                more = "".join(", " + e for e in extra(types))
-                engine.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS SELECT *{more} FROM {_MODEL_VIEW}")
+                chosen = ", ".join(select(types)) or "*"
+                engine.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS SELECT {chosen} FROM {_MODEL_VIEW}")
+                held = hold
         except duckdb.OutOfMemoryException:
             raise  # the engine's memory budget, not the model: the runner says which setting
         except duckdb.Error as exc:
             raise SourceError(first_line(exc)) from None
         finally:
-            engine.execute(f"DROP VIEW IF EXISTS {_MODEL_VIEW}")
-            engine.execute("USE memory")
-            engine.execute("DETACH warehouse")
+            if held:
+                engine.execute("USE memory")
+            else:
+                self.release(engine)
         return True
+
+    def reread(self, engine: duckdb.DuckDBPyConnection, table: str, select: Sequence[str], where: str) -> None:
+        """Run the held model again into ``engine``'s ``table``: ``select`` over the rows matching ``where``.
+
+        Only between :meth:`materialize` with ``hold`` and :meth:`release`, so the rows are
+        the ones materialised. ``select`` and ``where`` read the model's columns; engine
+        tables are named ``memory.main.<name>`` there.
+        """
+        try:
+            engine.execute(f"USE {_WAREHOUSE}")
+            engine.execute(f"CREATE OR REPLACE TABLE memory.main.{table} AS "
+                           f"SELECT {', '.join(select)} FROM {_MODEL_VIEW} WHERE {where}")
+        except duckdb.OutOfMemoryException:
+            raise
+        except duckdb.Error as exc:
+            raise SourceError(first_line(exc)) from None
+        finally:
+            engine.execute("USE memory")
+
+    def release(self, engine: duckdb.DuckDBPyConnection) -> None:
+        """Detach the warehouse :meth:`materialize` attached (a no-op once released)."""
+        engine.execute(f"DROP VIEW IF EXISTS {_MODEL_VIEW}")
+        engine.execute("USE memory")
+        engine.execute(f"DETACH DATABASE IF EXISTS {_WAREHOUSE}")
 
     def close(self) -> None:
         """Close the connection."""

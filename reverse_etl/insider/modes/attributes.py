@@ -70,6 +70,10 @@ class UpsertAttributes(Mode):
         conflicts_sql(con, rows_table, column_of, self.ids, only_keys_in=("delta_keys", "dups"), keys_by_rowid=linked,
                       key_column=key_column)
 
+    def every_row_fields(self) -> Sequence[Field]:
+        """The identifiers: a conflict is a value shared with any row of the model."""
+        return self.ids
+
     def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
                     value_of: Callable[[Field], str]) -> list[str]:
         """An identity conflict (see :func:`conflicts_sql`) makes a row invalid, and so does

@@ -125,6 +125,14 @@ class Mode(ABC):
         """
         return None  # most modes need nothing more
 
+    def every_row_fields(self) -> Sequence[Field]:
+        """The fields whose raw values :meth:`before_encode` reads on every model row.
+
+        The runner may keep only these (and each row's key and digest) for every row,
+        and read the other values of the rows that matter alone (``SyncRunner``).
+        """
+        return ()  # most modes read the rows that matter only
+
     @abstractmethod
     def build_changes(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create ``changes`` from ``delta``, ``cur`` and ``snap``."""
