@@ -329,3 +329,26 @@ def test_a_changed_key_never_deletes_the_profile_the_new_key_wrote(tmp_path: Pat
     else:  # the cleared profile stays; Insider unifies u2b into it (an upsert never changes a uuid)
         assert profile["identifiers"]["uuid"] == "u2"
     assert reverse_etl.plan(project.root, environ=project.env).syncs[0].counts["to_send"] == 0
+
+
+def test_unicode_spaces_around_keys_and_emails_are_trimmed_on_a_later_run(
+        tmp_path: Path, insider_emulator: Emulator) -> None:
+    # A second run reads the changed rows again and checks identities against every row:
+    # keys and emails padded with Unicode spaces (U+00A0, U+3000) are the trimmed values.
+    project = make_project(tmp_path / "p", insider_emulator.url, rows=5)
+    assert run(project).outcome == "success"
+    project.sql("UPDATE raw_customers SET email = '\u3000user1@example.com\u00a0' WHERE customer_id = 'u3'")
+    project.sql("INSERT INTO raw_customers SELECT * REPLACE ('\u00a0u4' AS customer_id, 'x4@example.com' AS email) "
+                "FROM raw_customers WHERE customer_id = 'u4'")
+    result = run(project)
+    _, rows = reverse_etl.rejected_rows(project.root, "customers", environ=project.env)
+    reasons = {row["key"]: row["reason"] for row in rows}
+    # u1's row did not change: Insider holds it already, so only the newcomer u3 is held.
+    assert "u1, u3" in reasons["u3"] and set(reasons) == {"u3", "u4"}
+    assert reasons["u4"].startswith("duplicate key: identifiers.uuid=u4 appears in 2 rows")
+    assert result.counts["invalid"] == 3 and result.counts["to_send"] == 0
+    project.sql("UPDATE raw_customers SET email = '\u3000user3@example.com ' WHERE customer_id = 'u3'")
+    project.sql("DELETE FROM raw_customers WHERE customer_id = '\u00a0u4'")
+    result = run(project)
+    assert result.outcome == "success" and result.counts["invalid"] == 0
+    assert insider_emulator.profile(uuid="u3")["identifiers"]["email"] == "user3@example.com"  # type: ignore[index]

@@ -22,6 +22,28 @@ def json_key(name: str) -> str:
     return literal('"' + name + '":')
 
 
+def trimmed_text_sql(expr: str, *, portable: bool = False) -> str:
+    """SQL of ``expr`` as text with no spaces around it, NULL when nothing is left.
+
+    The same value as ``nullif(trim(CAST(expr AS VARCHAR)), '')`` for every string
+    (checked against every Unicode code point in every position), spelled so that
+    ``trim``, which copies each string it is given, runs only on text it could change:
+    text that starts below ``'!'`` (a space, a control character, or nothing), ends
+    in a space, or holds a non-ASCII character (``strlen`` counts bytes, ``length``
+    characters; ``trim`` also removes Unicode spaces such as U+00A0). Keys and
+    identifiers are computed this way on every model row: at 1M rows 0.05 s -> 0.017 s
+    a column, and a semi join on such a key 0.09 s -> 0.016 s.
+
+    ``portable``: the plain ``nullif(trim(...))``, for SQL another warehouse runs
+    (transpiled by sqlglot), where byte lengths and text order differ per engine.
+    """
+    text = f"CAST({expr} AS VARCHAR)"
+    if portable:
+        return f"nullif(trim({text}), '')"
+    could_change = f"{text} < '!' OR {text} LIKE '% ' OR strlen({text}) <> length({text})"
+    return f"(CASE WHEN {could_change} THEN nullif(trim({text}), '') ELSE {text} END)"
+
+
 def first_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | None:
     """The first row of a query, with the result fully consumed.
 

@@ -11,7 +11,7 @@ warehouse's column types (an INT that becomes a BIGINT is not a change).
 from __future__ import annotations
 
 from reverse_etl.diff.fields import EncodedField, Field
-from reverse_etl.diff.sqltext import ident, literal
+from reverse_etl.diff.sqltext import ident, literal, trimmed_text_sql
 from reverse_etl.errors import ConfigError
 from reverse_etl.insider.config import SyncConfig
 from reverse_etl.insider.rules import (
@@ -102,7 +102,7 @@ def encode_field(field: Field, column: str | None, duck_type: str | None, *,
 
 def _encode_identifier(field: Field, col: str) -> EncodedField:
     # Identifiers are strings for Insider (a numeric customer id becomes "42").
-    text = f"nullif(trim(CAST({col} AS VARCHAR)), '')"
+    text = trimmed_text_sql(col)
     reasons = []
     if field.insider_name == "email" and not field.custom:
         reasons.append(_regex_reason(text, EMAIL_RE, f"{field.label}: not a valid email address: "))
@@ -113,7 +113,7 @@ def _encode_identifier(field: Field, col: str) -> EncodedField:
 
 def _encode_event_field(field: Field, col: str, kind: str) -> EncodedField:
     if field.insider_name == "event_name":
-        text = f"nullif(trim(CAST({col} AS VARCHAR)), '')"
+        text = trimmed_text_sql(col)
         reason = (f"CASE WHEN {text} IS NULL THEN {literal('event.event_name: missing')} "
                   f"WHEN NOT regexp_full_match({text}, {literal(EVENT_NAME_RE)}) THEN "
                   f"{literal('event.event_name: must match ' + EVENT_NAME_RE + ': ')} || {text} END")

@@ -217,7 +217,8 @@ class WarehouseRunner(SyncRunner):
                 return sql.text(f.constant)
             return sql.warehouse_text(column_of(f), semis[columns[f.name]])
 
-        return mode.key_sql(column_of, text_of), [text_of(f) for f in self.tracked]
+        # Portable: the warehouse, not DuckDB, computes this key (transpiled by sqlglot).
+        return mode.key_sql(column_of, text_of, portable=True), [text_of(f) for f in self.tracked]
 
     def _create_current_raw(self, con: duckdb.DuckDBPyConnection, source_table: str, key_sql: str,
                             columns: list[str], digest_texts: list[str], *, fused: bool = False) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import duckdb
 
-from reverse_etl.diff.sqltext import column_types, ident, literal, scalar
+from reverse_etl.diff.sqltext import column_types, ident, literal, scalar, trimmed_text_sql
 from reverse_etl.diff.tables import ROW_KEY
 from reverse_etl.insider import payloads
 from reverse_etl.insider.config import SyncConfig
@@ -235,7 +235,7 @@ def conflicts_sql(con: duckdb.DuckDBPyConnection, source_table: str, column_of: 
     wanted_rowids = _row_ids_of(con, only_keys_in, keys_by_rowid) if wanted and keys_by_rowid else ""
 
     def text(column: str) -> str:
-        return f"nullif(trim(CAST({ident(column)} AS VARCHAR)), '')"
+        return trimmed_text_sql(ident(column))
 
     key_col = column_of(ids[0]) if ids else None
     # (DuckDB pushes ``key IS NOT NULL`` into the scan: without ``key_column`` every row's

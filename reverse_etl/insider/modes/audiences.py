@@ -35,7 +35,7 @@ from typing import Any
 
 import duckdb
 
-from reverse_etl.diff.sqltext import ident, json_key, literal
+from reverse_etl.diff.sqltext import ident, json_key, literal, trimmed_text_sql
 from reverse_etl.insider import payloads
 from reverse_etl.insider.audience_config import TD_ATTRIBUTES, AudienceConfig
 from reverse_etl.insider.config import SyncConfig
@@ -58,7 +58,7 @@ def _column_ref(name: str) -> str:
 
 def _key_text(expr: str) -> str:
     """A key as the engine sees it (see ``Mode.key_sql``)."""
-    return f"nullif(trim(CAST({expr} AS VARCHAR)), '')"
+    return trimmed_text_sql(expr, portable=True)  # member models run in the warehouse
 
 
 class AudienceUpsert(UpsertAttributes):

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from reverse_etl.diff.sqltext import ident
+from reverse_etl.diff.sqltext import ident, trimmed_text_sql
 from reverse_etl.insider.config import InsiderDestinationConfig, SyncConfig
 from reverse_etl.insider.fields import EncodedField, Field, encode_field
 from reverse_etl.insider.http.endpoints import Endpoint
@@ -96,14 +96,16 @@ class Mode(ABC):
         """How messages name the key."""
         return self.key_field.label if self.key_field else "event key"
 
-    def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str]) -> str:
+    def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str],
+                *, portable: bool = False) -> str:
         """SQL of a row's key (text) over the model row.
 
         ``column_of(f)`` is the field's model column; ``value_of(f)`` its raw value
-        as exact text (for keys that digest several fields).
+        as exact text (for keys that digest several fields). ``portable``: SQL that
+        sqlglot transpiles for another warehouse (see :func:`trimmed_text_sql`).
         """
         assert self.key_field is not None
-        return f"nullif(trim(CAST({column_of(self.key_field)} AS VARCHAR)), '')"
+        return trimmed_text_sql(column_of(self.key_field), portable=portable)
 
     def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
                     value_of: Callable[[Field], str]) -> list[str]:

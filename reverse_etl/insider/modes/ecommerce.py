@@ -206,10 +206,11 @@ class EcommerceEvents(UserEvents):
         fields += [param_field(name, column) for name, column in self.event.params.items()]
         return fields, sql
 
-    def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str]) -> str:
+    def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str],
+                *, portable: bool = False) -> str:
         # Each product of an exploded event is its own event: its key gets the
         # product's position, so it is deduplicated (and resent) on its own.
-        base = super().key_sql(column_of, value_of)
+        base = super().key_sql(column_of, value_of, portable=portable)
         idx = column_of(self.index)
         return f"CASE WHEN {idx} IS NULL THEN {base} ELSE {base} || ':' || CAST({idx} AS VARCHAR) END"
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import duckdb
 
 from reverse_etl.diff.compare import text_digest_sql
-from reverse_etl.diff.sqltext import ident, literal
+from reverse_etl.diff.sqltext import ident, literal, trimmed_text_sql
 from reverse_etl.insider import payloads
 from reverse_etl.insider.config import EventMapping, SyncConfig
 from reverse_etl.insider.fields import Field, identifier_fields, param_field, timestamp_sql
@@ -49,9 +49,10 @@ class UserEvents(Mode):
     def key_label(self) -> str:
         return f"event key ({self.event.key})" if self.event.key else "event digest"
 
-    def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str]) -> str:
+    def key_sql(self, column_of: Callable[[Field], str], value_of: Callable[[Field], str],
+                *, portable: bool = False) -> str:
         if self.key_column is not None:
-            return f"nullif(trim(CAST({column_of(self.key_column)} AS VARCHAR)), '')"
+            return trimmed_text_sql(column_of(self.key_column), portable=portable)
         return text_digest_sql([value_of(f) for f in self.fields])
 
     def row_reasons(self, column_of: Callable[[Field], str], type_of: Callable[[Field], str],
