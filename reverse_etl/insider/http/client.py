@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import urllib.request
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +50,7 @@ from reverse_etl.insider.http.responses import (
 )
 from reverse_etl.insider.http.results import BatchResult, DeliveryStats
 from reverse_etl.insider.http.retrying import AmbiguousError, RetryableError, make_retrying
+from reverse_etl.insider.http.tls import lane_context, proxy_in_environment
 from reverse_etl.insider.http.useragent import USER_AGENT
 from reverse_etl.insider.http.verify import batch_appends, verify
 
@@ -173,15 +173,15 @@ class InsiderClient:
             "User-Agent": USER_AGENT,
         }
 
-        # Loading the CA bundle costs ~25 ms: once per delivery, not per lane.
-        tls = httpx.create_ssl_context()
+        # One context for every lane, built once per process (see tls).
+        tls = lane_context(config.api_base_url)
 
         # Requests go straight to the lane's transport (built by the client's own
         # build_request: base URL, headers, timeout). The client's layers above it
         # (auth, redirects, cookies), none of which Insider uses, cost ~10% of a
         # delivery's CPU at 1,000 requests. Not when a proxy is set in the environment:
         # the client routes those, so they keep the client's full path.
-        direct = self._transport is not None or not _proxy_in_environment()
+        direct = self._transport is not None or not proxy_in_environment()
 
         def new_client(limits: httpx.Limits) -> httpx.AsyncClient:
             transport = self._transport
@@ -205,11 +205,6 @@ class InsiderClient:
             return [shared] * config.concurrency
         one = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0)
         return [await stack.enter_async_context(new_client(one)) for _ in range(config.concurrency)]
-
-
-def _proxy_in_environment() -> bool:
-    """True when the environment names an HTTP(S) proxy (``HTTPS_PROXY`` and the like)."""
-    return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies())
 
 
 def _run_sync(factory: Callable[[], Awaitable[T]]) -> T:
