@@ -108,3 +108,41 @@ def test_the_year_range_of_a_timestamptz_is_judged_in_utc_whatever_the_session_z
                        "(SELECT unnest(?)::TIMESTAMPTZ AS v)", [values]).fetchall()
     assert [r[0] for r in rows] == [None, None, '"9999-12-31T23:30:00Z"', '"0001-01-01T00:30:00Z"']
     assert [r[1] is not None and "outside years 0001-9999" in r[1] for r in rows] == [True, True, False, False]
+
+
+def test_text_that_becomes_an_array_on_a_later_run_is_sent_as_one(tmp_path: Path, insider_emulator: Emulator) -> None:
+    # A later run encodes only its changed rows, in the short form when none of them holds
+    # a text that may be an array: the full rules must still apply once one does.
+    project = make_project(tmp_path / "arrays", insider_emulator.url, rows=1)
+    with project.config() as config:
+        config["syncs"] = [{"name": "tags", "model": "tags", "identifiers": {"uuid": "customer_id"},
+                            "attributes": {"name": "n", "tags": "t"}}]
+
+    def model(a: str, b: str) -> None:
+        project.write_model("tags", f"select 'a' as customer_id, 'A' as n, {a} as t "
+                                    f"union all select 'b', 'B', {b} union all select 'c', 'C', 'steady [x]'")
+
+    def held(key: str) -> Any:
+        profile = insider_emulator.profile(uuid=key)
+        assert profile is not None
+        return _held(profile, "tags")
+
+    model("'red'", "'plain'")
+    assert run(project).outcome == "success"
+    assert (held("a"), held("b"), held("c")) == ("red", "plain", "steady [x]")
+
+    model("'[''red'', ''blue'']'", "'[1, \"x\"]'")
+    result = run(project)
+    assert result.outcome == "partial" and result.counts["invalid"] == 1
+    assert held("a") == ["red", "blue"] and held("b") == "plain"
+    _, rows = reverse_etl.api.rejected_rows(project.root, "tags", environ=project.env)
+    assert [r["key"] for r in rows] == ["b"]
+    assert "tags: arrays must hold only strings or only numbers" in rows[0]["reason"]
+
+    model("'green'", "'[3, 4]'")  # a changed row with an array, the other one without
+    assert run(project).outcome == "success"
+    assert (held("a"), held("b")) == ("green", [3, 4])
+
+    model("'blue'", "'[3, 4]'")  # the only changed row holds no '[': the short form
+    assert run(project).outcome == "success"
+    assert (held("a"), held("b"), held("c")) == ("blue", [3, 4], "steady [x]")

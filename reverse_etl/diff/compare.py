@@ -233,8 +233,6 @@ def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedFiel
     are read from that table. ``wanted_rows``: a table holding exactly those rows as
     ``cur_raw`` would (``workspace.reread_rows``), read instead.
     """
-    values = ",\n  ".join(f"CAST({e.value_sql} AS VARCHAR) AS {ident(e.field.name)}" for e in encoded)
-    reasons = ", ".join([e.reason_sql for e in encoded if e.reason_sql != "NULL"] + list(extra_reasons)) or "NULL"
     wanted = "TRUE" if every_row else """(c.key IS NULL
         OR EXISTS (SELECT 1 FROM delta_keys k WHERE k.key = c.key)
         OR EXISTS (SELECT 1 FROM dups d WHERE d.key = c.key))"""
@@ -261,6 +259,10 @@ def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedFiel
         chosen = "delta_keys" if only_delta else f"(SELECT * FROM cur_raw c WHERE {wanted})"
         rows = (f"SELECT w.key, w.digest{', ' + cols if cols else ''} FROM {chosen} w "
                 f"JOIN {raw_table} m ON m.rowid = w.rid")
+    if not every_row:  # (over every row of a first run, the check would cost more than it saves)
+        encoded = plain_where_possible(con, encoded, rows)
+    values = ",\n  ".join(f"CAST({e.value_sql} AS VARCHAR) AS {ident(e.field.name)}" for e in encoded)
+    reasons = ", ".join([e.reason_sql for e in encoded if e.reason_sql != "NULL"] + list(extra_reasons)) or "NULL"
     con.execute(f"""
         CREATE OR REPLACE TABLE cur AS
         WITH wanted AS ({rows}),
@@ -278,6 +280,19 @@ def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedFiel
           END AS reason
         FROM encoded e LEFT JOIN dups d ON e.key = d.key
     """)
+
+
+def plain_where_possible(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedField],
+                         rows_sql: str) -> list[EncodedField]:
+    """``encoded`` with each field's plain form where no row of ``rows_sql`` needs more (one query)."""
+    guarded = [(e, e.plain) for e in encoded if e.plain is not None]
+    if not guarded:
+        return list(encoded)
+    checks = ", ".join(f"coalesce(bool_or({plain.unless_sql}), FALSE)" for _, plain in guarded)
+    needed = first_row(con, f"SELECT {checks} FROM ({rows_sql}) c") or tuple(True for _ in guarded)
+    plain_for = {e.field.name: plain for (e, plain), full in zip(guarded, needed, strict=True) if not full}
+    return [EncodedField(e.field, plain.value_sql, plain.reason_sql) if (plain := plain_for.get(e.field.name)) else e
+            for e in encoded]
 
 
 def drop_raw_values(con: duckdb.DuckDBPyConnection, raw_columns: Sequence[str]) -> None:

@@ -40,6 +40,23 @@ class Field:
 
 
 @dataclass(frozen=True)
+class PlainForm:
+    """A field's shorter encoding, exact on every row that does not need the full one.
+
+    The engine evaluates ``unless_sql`` over the rows it is about to encode and uses
+    ``value_sql`` and ``reason_sql`` when it is true on none of them. DuckDB binds and
+    optimises every expression it is given, whichever rows reach it: a text attribute's
+    array handling (for the rare text that looks like an array) was most of a run's
+    encoding SQL, planned again on every run that changed a row.
+    """
+
+    unless_sql: str
+    """True on a row the plain form would encode differently (NULL counts as false)."""
+    value_sql: str
+    reason_sql: str
+
+
+@dataclass(frozen=True)
 class EncodedField:
     """A field with the SQL that encodes it and the SQL that explains a bad value."""
 
@@ -48,6 +65,8 @@ class EncodedField:
     """JSON text of the value, or NULL when there is nothing to send."""
     reason_sql: str
     """NULL when the value is acceptable, else a one-line reason naming the field."""
+    plain: PlainForm | None = None
+    """The same encoding, shorter, for runs where no row needs the full one."""
 
 
 def resolve_columns(fields: list[Field], model_columns: dict[str, str], sync_name: str,

@@ -10,7 +10,7 @@ warehouse's column types (an INT that becomes a BIGINT is not a change).
 
 from __future__ import annotations
 
-from reverse_etl.diff.fields import EncodedField, Field
+from reverse_etl.diff.fields import EncodedField, Field, PlainForm
 from reverse_etl.diff.sqltext import ident, literal, trimmed_text_sql
 from reverse_etl.errors import ConfigError
 from reverse_etl.insider.config import SyncConfig
@@ -143,7 +143,9 @@ def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
             # A single category is a one-element taxonomy.
             parsed, reason = _text_array(col, label)
             # (A NULL category is no taxonomy, not [null].)
-            return EncodedField(field, f"CASE WHEN {col} IS NOT NULL THEN coalesce({parsed}, to_json([{col}])) END", reason)
+            return EncodedField(field, f"CASE WHEN {col} IS NOT NULL THEN coalesce({parsed}, to_json([{col}])) END",
+                                reason, PlainForm(_may_be_array(col), f"CASE WHEN {col} IS NOT NULL THEN to_json([{col}]) END",
+                                                  "NULL"))
         checks = []
         pattern = {
             ("attributes", "email"): (EMAIL_RE, "not a valid email address"),
@@ -155,8 +157,8 @@ def _encode_value(field: Field, col: str, kind: str) -> EncodedField:
         if pattern:
             checks.append(_regex_reason(col, pattern[0], f"{label}: {pattern[1]}: "))
         parsed, array_reason = _text_array(col, label)
-        checks.append(array_reason)
-        return EncodedField(field, f"coalesce({parsed}, to_json({col}))", _first_reason(checks))
+        plain = PlainForm(_may_be_array(col), f"to_json({col})", _first_reason(checks))
+        return EncodedField(field, f"coalesce({parsed}, to_json({col}))", _first_reason([*checks, array_reason]), plain)
     # Arrays first: DECIMAL(p,s)[] must not be taken for a DECIMAL.
     if kind.endswith("[]"):
         element = kind[:-2]
@@ -235,6 +237,11 @@ def _element_reason(col: str, element: str, label: str) -> str:
     else:
         return "NULL"
     return f"CASE WHEN len({bad}) > 0 THEN {literal(label + message)} || CAST({bad}[1] AS VARCHAR) END"
+
+
+def _may_be_array(col: str) -> str:
+    """True on text :func:`_text_array` may take for an array: without a ``[`` it takes none."""
+    return f"contains({col}, '[')"
 
 
 def _text_array(col: str, label: str) -> tuple[str, str]:
