@@ -101,6 +101,9 @@ class WarehouseCommitter(Committer):
         return super().write(con, run_id, fingerprint, keep_snapshot=keep_snapshot, destination=destination,
                              base=base, fields=fields, with_delta=with_delta)
 
+    def _reads_touched(self, base: SnapshotFiles | None) -> bool:
+        return True  # the MERGE's keys are read from it (see _affected)
+
     def _affected(self, con: duckdb.DuckDBPyConnection) -> str:
         """A query of (key, digest, keep: still in the snapshot) for every key this run (or
         recovered run) could alter."""
