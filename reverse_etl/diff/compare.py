@@ -262,7 +262,7 @@ def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedFiel
         rows = (f"SELECT w.key, w.digest{', ' + cols if cols else ''} FROM {chosen} w "
                 f"JOIN {raw_table} m ON m.rowid = w.rid")
     if not every_row:  # (over every row of a first run, the check would cost more than it saves)
-        encoded = plain_where_possible(con, encoded, rows)
+        encoded = _plain_where_possible(con, encoded, rows)
     values = ",\n  ".join(f"CAST({e.value_sql} AS VARCHAR) AS {ident(e.field.name)}" for e in encoded)
     reasons = ", ".join([e.reason_sql for e in encoded if e.reason_sql != "NULL"] + list(extra_reasons)) or "NULL"
     con.execute(f"""
@@ -284,7 +284,7 @@ def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedFiel
     """)
 
 
-def plain_where_possible(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedField],
+def _plain_where_possible(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedField],
                          rows_sql: str) -> list[EncodedField]:
     """``encoded`` with each field's plain form where no row of ``rows_sql`` needs more (one query)."""
     guarded = [(e, e.plain) for e in encoded if e.plain is not None]

@@ -255,30 +255,28 @@ def _text_array(col: str, label: str) -> tuple[str, str]:
     looks = f"({col} IS NOT NULL AND contains({col}, '[') AND regexp_full_match({col}, {literal(_ARRAY_TEXT_RE)}))"
     as_json = (f"CASE WHEN json_valid({col}) THEN {col}::JSON "
                f"WHEN json_valid(replace({col}, '''', '\"')) THEN replace({col}, '''', '\"')::JSON END")
-    # The parsed text and its element types are each bound once, as the parameter of a lambda
-    # over a one-element list. Spelled out where used, they made up most of a sync's encoding
-    # SQL, and DuckDB's binding and optimising of that text cost more than running it on 10k rows.
-    parsed, elements = "__reverse_etl_json", "__reverse_etl_x"
+    # The parsed text is bound once per expression, as the parameter of a lambda over a
+    # one-element list. Spelled out wherever it is used, it made up most of a sync's encoding
+    # SQL, and DuckDB's binding and optimising of that text cost more than running it on 10k
+    # rows. json_type over '$[*]' lists the element types with no per-element lambda.
+    parsed, element = "__reverse_etl_json", "__reverse_etl_element"
 
-    def bind(name: str, expr: str, body: str) -> str:
-        return f"list_transform([{expr}], lambda {name}: {body})[1]"
+    def with_parsed(body: str) -> str:
+        return f"CASE WHEN {looks} THEN list_transform([{as_json}], lambda {parsed}: {body})[1] END"
 
-    # json_type over '$[*]' lists the element types with no per-element lambda, which costs
-    # far more to bind.
-    element_types = f"json_type({parsed}, '$[*]')"
-    uniform = (f"(list_has_all(['VARCHAR'], {element_types}) "
-               f"OR list_has_all(['BIGINT', 'UBIGINT', 'DOUBLE'], {element_types}))")
+    types = f"json_type({parsed}, '$[*]')"
     is_array = f"json_type({parsed}) = 'ARRAY'"
-    value = f"CASE WHEN {looks} THEN {bind(parsed, as_json, f'CASE WHEN {is_array} AND {uniform} THEN json({parsed})::VARCHAR END')} END"
+    uniform = f"(list_has_all(['VARCHAR'], {types}) OR list_has_all(['BIGINT', 'UBIGINT', 'DOUBLE'], {types}))"
+    value = with_parsed(f"CASE WHEN {is_array} AND {uniform} THEN json({parsed})::VARCHAR END")
     # An integer element beyond 2^53 (kept as written in the JSON text) would be rounded by Insider.
-    x = elements
-    integral = (f"(json_type({x}) IN ('BIGINT', 'UBIGINT') OR "
-                f"(json_type({x}) = 'DOUBLE' AND NOT regexp_matches(CAST({x} AS VARCHAR), '[.eE]')))")
-    big = (f"list_filter(CAST(json_extract({parsed}, '$[*]') AS JSON[]), lambda {x}: {integral} AND "
-           f"coalesce(abs(try_cast(CAST({x} AS VARCHAR) AS HUGEINT)) > {_MAX_EXACT_INT}, TRUE))")
+    integral = (f"(json_type({element}) IN ('BIGINT', 'UBIGINT') OR "
+                f"(json_type({element}) = 'DOUBLE' AND NOT regexp_matches(CAST({element} AS VARCHAR), '[.eE]')))")
+    big = (f"list_filter(CAST(json_extract({parsed}, '$[*]') AS JSON[]), lambda {element}: {integral} AND "
+           f"coalesce(abs(try_cast(CAST({element} AS VARCHAR) AS HUGEINT)) > {_MAX_EXACT_INT}, TRUE))")
     mixed = literal(label + ": arrays must hold only strings or only numbers (no objects, booleans or mixed types): ")
     rounded = literal(label + ": an element is beyond 2^53, Insider would round it: ")
-    reason = (f"CASE WHEN {looks} THEN {bind(parsed, as_json, f'CASE WHEN NOT {is_array} THEN NULL WHEN NOT {uniform} THEN {mixed} || {col} ELSE {rounded} || CAST(({big})[1] AS VARCHAR) END')} END")
+    reason = with_parsed(f"CASE WHEN NOT {is_array} THEN NULL WHEN NOT {uniform} THEN {mixed} || {col} "
+                         f"ELSE {rounded} || CAST(({big})[1] AS VARCHAR) END")
     return value, reason
 
 
