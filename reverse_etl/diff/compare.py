@@ -261,7 +261,9 @@ def create_current(con: duckdb.DuckDBPyConnection, encoded: Sequence[EncodedFiel
         chosen = "delta_keys" if only_delta else f"(SELECT * FROM cur_raw c WHERE {wanted})"
         rows = (f"SELECT w.key, w.digest{', ' + cols if cols else ''} FROM {chosen} w "
                 f"JOIN {raw_table} m ON m.rowid = w.rid")
-    if not every_row:  # (over every row of a first run, the check would cost more than it saves)
+    if not every_row and (wanted_rows is not None or only_delta):
+        # Only over rows already picked out (read again, or found by row id): over every row of
+        # a first run, or filtered out of all of them, the check would cost more than it saves.
         encoded = _plain_where_possible(con, encoded, rows)
     values = ",\n  ".join(f"CAST({e.value_sql} AS VARCHAR) AS {ident(e.field.name)}" for e in encoded)
     reasons = ", ".join([e.reason_sql for e in encoded if e.reason_sql != "NULL"] + list(extra_reasons)) or "NULL"
