@@ -252,7 +252,8 @@ def _text_array(col: str, label: str) -> tuple[str, str]:
     """
     # contains('[') first: necessary for the pattern, and far cheaper than the regex, which
     # (conjunctions run left to right on the rows still true) then sees only bracketed texts.
-    looks = f"({col} IS NOT NULL AND contains({col}, '[') AND regexp_full_match({col}, {literal(_ARRAY_TEXT_RE)}))"
+    # (Built on _may_be_array, so a text it rejects is never taken here: the plain forms rely on it.)
+    looks = f"({col} IS NOT NULL AND {_may_be_array(col)} AND regexp_full_match({col}, {literal(_ARRAY_TEXT_RE)}))"
     as_json = (f"CASE WHEN json_valid({col}) THEN {col}::JSON "
                f"WHEN json_valid(replace({col}, '''', '\"')) THEN replace({col}, '''', '\"')::JSON END")
     # The parsed text is bound once per expression, as the parameter of a lambda over a
